@@ -1,0 +1,358 @@
+//! The config file's tree, as users write it (YAML). Every struct rejects
+//! unknown fields; `Config::from_yaml` parses and validates, reporting all
+//! semantic errors with their field paths (see `validate`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole config file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the proxy accepts client traffic. At least one is needed to serve.
+    #[serde(default)]
+    pub listeners: Vec<Listener>,
+    /// The admin API (JSON, `/metrics`, health), on its own listener.
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// The store: a file path for the embedded store (default `sluice.db`).
+    #[serde(default = "default_store")]
+    pub store: String,
+    /// Timeouts and pooling of the data plane.
+    #[serde(default)]
+    pub proxy: ProxyConfig,
+    /// The services sluice routes and rolls out.
+    #[serde(default)]
+    pub services: Vec<Service>,
+}
+
+fn default_store() -> String {
+    "sluice.db".to_string()
+}
+
+/// One listening socket of the proxy.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    /// `ip:port`; port 0 picks a free port (printed at start-up).
+    pub address: SocketAddr,
+    /// Serve TLS (rustls) with this certificate and key; HTTP/2 is offered by ALPN.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+}
+
+/// A PEM certificate chain and its private key.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// The admin listener.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Loopback by default; a non-loopback address requires a token.
+    #[serde(default = "default_admin_address")]
+    pub address: SocketAddr,
+    /// Bearer token for mutating calls; `SLUICE_ADMIN_TOKEN` overrides it.
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+fn default_admin_address() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9090))
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            address: default_admin_address(),
+            token: None,
+        }
+    }
+}
+
+/// Data-plane timeouts and pooling.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// Longest time to connect to an upstream endpoint (then 502).
+    #[serde(default = "default_connect_timeout", with = "crate::duration")]
+    pub connect_timeout: Duration,
+    /// Longest time from sending a request upstream to its response head (then 504).
+    #[serde(default = "default_upstream_timeout", with = "crate::duration")]
+    pub upstream_timeout: Duration,
+    /// Longest time a client may take to send its request head (slow clients are cut off).
+    #[serde(default = "default_header_read_timeout", with = "crate::duration")]
+    pub header_read_timeout: Duration,
+    /// Idle keep-alive connections kept per upstream endpoint.
+    #[serde(default = "default_max_idle_per_endpoint")]
+    pub max_idle_per_endpoint: usize,
+    /// How long an idle upstream connection is kept.
+    #[serde(default = "default_idle_timeout", with = "crate::duration")]
+    pub idle_timeout: Duration,
+}
+
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_upstream_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_header_read_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_max_idle_per_endpoint() -> usize {
+    256
+}
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(90)
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            connect_timeout: default_connect_timeout(),
+            upstream_timeout: default_upstream_timeout(),
+            header_read_timeout: default_header_read_timeout(),
+            max_idle_per_endpoint: default_max_idle_per_endpoint(),
+            idle_timeout: default_idle_timeout(),
+        }
+    }
+}
+
+/// What clients call: a route and the versions behind it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    /// Unique name, used in the API, CLI and metric labels.
+    pub name: String,
+    /// Which requests belong to this service.
+    #[serde(rename = "match", default)]
+    pub route: RouteMatch,
+    /// The `stable` pool and, while a rollout is wanted, the `canary` pool.
+    pub versions: Versions,
+    /// How an endpoint is picked inside a version's pool.
+    #[serde(default)]
+    pub balance: Balance,
+    /// Forced-version header and sticky assignment.
+    #[serde(default)]
+    pub routing: Routing,
+    /// The rollout plan; without it the canary (if any) gets no traffic.
+    #[serde(default)]
+    pub rollout: Option<RolloutSpec>,
+}
+
+/// Host and path-prefix match; the longest matching prefix wins.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteMatch {
+    /// Host names (without port) this service answers; empty means any host.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Path prefix, starting with `/`.
+    #[serde(default = "default_path_prefix")]
+    pub path_prefix: String,
+}
+
+fn default_path_prefix() -> String {
+    "/".to_string()
+}
+
+impl Default for RouteMatch {
+    fn default() -> Self {
+        RouteMatch {
+            hosts: Vec::new(),
+            path_prefix: default_path_prefix(),
+        }
+    }
+}
+
+/// The two version slots of a service.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Versions {
+    pub stable: Version,
+    #[serde(default)]
+    pub canary: Option<Version>,
+}
+
+/// A pool of upstream endpoints.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Version {
+    /// `host:port` of each endpoint (plain HTTP/1.1 to the upstream).
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// An upstream endpoint, `host:port`.
+pub type Endpoint = String;
+
+/// Load balancing inside one version's pool.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Balance {
+    #[default]
+    RoundRobin,
+    /// The endpoint with the fewest requests in flight (ties by rotation).
+    LeastRequest,
+}
+
+/// How a request may be pinned to a version.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Routing {
+    /// A request header that forces a version: `always`/`true` → canary,
+    /// `never`/`false` → stable. Set to null to disable.
+    #[serde(default = "default_force_header")]
+    pub force_header: Option<String>,
+    /// Keep a user on one version while the weight grows.
+    #[serde(default)]
+    pub sticky: Option<Sticky>,
+}
+
+fn default_force_header() -> Option<String> {
+    Some("x-canary".to_string())
+}
+
+impl Default for Routing {
+    fn default() -> Self {
+        Routing {
+            force_header: default_force_header(),
+            sticky: None,
+        }
+    }
+}
+
+/// The request attribute whose hash picks the version: exactly one of `header`, `cookie`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sticky {
+    #[serde(default)]
+    pub header: Option<String>,
+    #[serde(default)]
+    pub cookie: Option<String>,
+}
+
+/// A rollout plan (fields named as Flagger's where the meaning is the same).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutSpec {
+    #[serde(default)]
+    pub strategy: Strategy,
+    /// What starts a rollout: `auto` (a new canary in the config, at start-up
+    /// or reload) or `manual` (only `sluice rollout start`).
+    #[serde(default)]
+    pub trigger: Trigger,
+    /// Time between analysis runs; each step is held at least this long.
+    #[serde(default = "default_interval", with = "crate::duration")]
+    pub interval: Duration,
+    /// Failed analysis runs (over the whole rollout) that trigger rollback.
+    #[serde(default = "default_threshold")]
+    pub threshold: u32,
+    /// Explicit steps: `- weight: 5`, `- pause: 10m`, `- pause: manual`.
+    #[serde(default)]
+    pub steps: Option<Vec<StepSpec>>,
+    /// Canary weights in percent, one step each (Flagger's `stepWeights`).
+    #[serde(default)]
+    pub step_weights: Option<Vec<f64>>,
+    /// Increment in percent up to `max_weight` (Flagger's `stepWeight`).
+    #[serde(default)]
+    pub step_weight: Option<f64>,
+    /// Last weight reached with `step_weight` before promotion (default 50).
+    #[serde(default)]
+    pub max_weight: Option<f64>,
+    /// Canary requests an analysis run needs; fewer is inconclusive, never a pass.
+    #[serde(default = "default_min_requests")]
+    pub min_requests: u64,
+    /// The gates checked every interval.
+    #[serde(default)]
+    pub checks: Vec<CheckSpec>,
+}
+
+fn default_interval() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_threshold() -> u32 {
+    5
+}
+fn default_min_requests() -> u64 {
+    20
+}
+
+/// Deployment strategy. Only `canary` exists so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    #[default]
+    Canary,
+}
+
+/// What starts a rollout.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    #[default]
+    Auto,
+    Manual,
+}
+
+/// One entry of `steps`: exactly one of `weight` (percent) or `pause`
+/// (a duration, or `manual` to wait for `sluice rollout resume`/`promote`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepSpec {
+    #[serde(default)]
+    pub weight: Option<f64>,
+    #[serde(default)]
+    pub pause: Option<String>,
+}
+
+/// A gate of the analysis, on the proxy's own metrics of the canary.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "metric", rename_all = "snake_case", deny_unknown_fields)]
+pub enum CheckSpec {
+    /// Share of canary requests that did not fail (5xx, connect error, timeout), in percent.
+    SuccessRate {
+        #[serde(default)]
+        name: Option<String>,
+        /// Lowest acceptable success rate, percent (e.g. `99`).
+        min: f64,
+    },
+    /// A latency percentile of canary requests.
+    Latency {
+        #[serde(default)]
+        name: Option<String>,
+        /// Which percentile, 0 < p < 100 (e.g. `99`).
+        percentile: f64,
+        /// Highest acceptable value (e.g. `500ms`).
+        #[serde(with = "crate::duration")]
+        max: Duration,
+    },
+}
+
+impl CheckSpec {
+    /// The name shown in decisions: the configured one, else derived (`success_rate`, `latency_p99`).
+    pub fn display_name(&self) -> String {
+        match self {
+            CheckSpec::SuccessRate { name, .. } => {
+                name.clone().unwrap_or_else(|| "success_rate".to_string())
+            }
+            CheckSpec::Latency {
+                name, percentile, ..
+            } => name
+                .clone()
+                .unwrap_or_else(|| format!("latency_p{}", trim_float(*percentile))),
+        }
+    }
+}
+
+fn trim_float(v: f64) -> String {
+    let s = format!("{v}");
+    s.strip_suffix(".0").map(str::to_string).unwrap_or(s)
+}

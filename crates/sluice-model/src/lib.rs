@@ -1,0 +1,20 @@
+//! sluice's model: the config tree users write, the domain values it carries
+//! (weights, durations, timestamps), and validation that reports every error
+//! with its field path. Everything else in sluice takes these types as valid;
+//! nothing here does I/O beyond parsing the text it is given.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod duration;
+mod time;
+mod validate;
+mod weight;
+
+pub use config::{
+    AdminConfig, Balance, CheckSpec, Config, Endpoint, Listener, ProxyConfig, RolloutSpec,
+    RouteMatch, Routing, Service, StepSpec, Sticky, Strategy, TlsConfig, Trigger, Version,
+    Versions,
+};
+pub use time::Timestamp;
+pub use validate::{ConfigError, FieldError, Step};
+pub use weight::{Weight, WeightError};

@@ -1,0 +1,423 @@
+//! Parsing and validation of a config: serde catches syntax, types and
+//! unknown fields (with the path of the first one); `Config::validate` then
+//! reports every semantic error at once, each with its field path, e.g.
+//! `services[0].rollout.steps[2]: weight 120 is above 100`.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{CheckSpec, Config, RolloutSpec, Service, StepSpec, Version};
+use crate::{duration, Weight};
+
+/// One broken rule, at one place in the config.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldError {
+    /// Where, as `services[0].rollout.steps[2]` (empty for the document itself).
+    pub path: String,
+    /// Which rule broke, naming the offending value.
+    pub message: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Why a config text was refused.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    /// Not valid YAML, a wrong type, or an unknown field.
+    #[error("{0}")]
+    Parse(FieldError),
+    /// Well-formed, but breaking these rules.
+    #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<FieldError>),
+}
+
+impl ConfigError {
+    /// Every error, parse or semantic, as a list.
+    pub fn errors(&self) -> Vec<FieldError> {
+        match self {
+            ConfigError::Parse(e) => vec![e.clone()],
+            ConfigError::Invalid(errors) => errors.clone(),
+        }
+    }
+}
+
+/// One step of a validated plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    /// Send this share of traffic to the canary, then analyse for an interval.
+    Weight(Weight),
+    /// Hold the current weight: `Some(d)` for a duration, `None` until resumed.
+    Pause(#[serde(with = "crate::duration::option")] Option<Duration>),
+}
+
+// === impl Config ===
+
+impl Config {
+    /// Parses YAML and validates it; the result is ready to use.
+    pub fn from_yaml(text: &str) -> Result<Config, ConfigError> {
+        let de = serde_yaml_ng::Deserializer::from_str(text);
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let path = if path == "." { String::new() } else { path };
+            ConfigError::Parse(FieldError {
+                path,
+                message: yaml_message(&e.into_inner().to_string()),
+            })
+        })?;
+        let errors = config.validate();
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid(errors))
+        }
+    }
+
+    /// Every semantic error of the tree, in document order.
+    pub fn validate(&self) -> Vec<FieldError> {
+        let mut errors = Errors::default();
+        if let Some(token) = &self.admin.token {
+            if token.trim().is_empty() {
+                errors.push(
+                    "admin.token",
+                    "an empty token protects nothing; remove the field or set a value",
+                );
+            }
+        }
+        if self.store.trim().is_empty() {
+            errors.push("store", "must name a file for the embedded store");
+        }
+        let mut names = HashSet::new();
+        let mut routes = HashSet::new();
+        for (i, service) in self.services.iter().enumerate() {
+            let path = format!("services[{i}]");
+            if !names.insert(service.name.as_str()) {
+                errors.push(
+                    format!("{path}.name"),
+                    format!("service {:?} is defined twice", service.name),
+                );
+            }
+            validate_service(service, &path, &mut errors);
+            let hosts = if service.route.hosts.is_empty() {
+                vec!["*".to_string()]
+            } else {
+                service.route.hosts.clone()
+            };
+            for host in hosts {
+                let key = (host.to_ascii_lowercase(), service.route.path_prefix.clone());
+                if !routes.insert(key.clone()) {
+                    errors.push(
+                        format!("{path}.match"),
+                        format!("host {:?} with path prefix {:?} is already matched by an earlier service", key.0, key.1),
+                    );
+                }
+            }
+        }
+        errors.0
+    }
+
+    /// The service of that name.
+    pub fn service(&self, name: &str) -> Option<&Service> {
+        self.services.iter().find(|s| s.name == name)
+    }
+}
+
+/// The YAML library prefixes its own (coarser) path; ours is already in `path`.
+fn yaml_message(message: &str) -> String {
+    match message.split_once(": ") {
+        Some((head, rest)) if !head.contains(' ') && !head.is_empty() => rest.to_string(),
+        _ => message.to_string(),
+    }
+}
+
+fn validate_service(service: &Service, path: &str, errors: &mut Errors) {
+    if service.name.is_empty()
+        || !service
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+    {
+        errors.push(
+            format!("{path}.name"),
+            format!(
+                "{:?} is not a service name (letters, digits, '-', '_', '.')",
+                service.name
+            ),
+        );
+    }
+    if !service.route.path_prefix.starts_with('/') {
+        errors.push(
+            format!("{path}.match.path_prefix"),
+            format!("{:?} must start with '/'", service.route.path_prefix),
+        );
+    }
+    for (j, host) in service.route.hosts.iter().enumerate() {
+        if host.is_empty() || host.contains(['/', ' ', ':']) {
+            errors.push(
+                format!("{path}.match.hosts[{j}]"),
+                format!("{host:?} is not a host name"),
+            );
+        }
+    }
+    validate_version(
+        &service.versions.stable,
+        &format!("{path}.versions.stable"),
+        errors,
+    );
+    if let Some(canary) = &service.versions.canary {
+        validate_version(canary, &format!("{path}.versions.canary"), errors);
+    }
+    if let Some(header) = &service.routing.force_header {
+        if !is_header_name(header) {
+            errors.push(
+                format!("{path}.routing.force_header"),
+                format!("{header:?} is not a header name"),
+            );
+        }
+    }
+    if let Some(sticky) = &service.routing.sticky {
+        let sticky_path = format!("{path}.routing.sticky");
+        match (&sticky.header, &sticky.cookie) {
+            (Some(h), None) if !is_header_name(h) => errors.push(
+                format!("{sticky_path}.header"),
+                format!("{h:?} is not a header name"),
+            ),
+            (None, Some(c)) if c.is_empty() || c.contains([';', '=', ' ']) => errors.push(
+                format!("{sticky_path}.cookie"),
+                format!("{c:?} is not a cookie name"),
+            ),
+            (Some(_), Some(_)) | (None, None) => {
+                errors.push(sticky_path, "set exactly one of `header` or `cookie`")
+            }
+            _ => {}
+        }
+    }
+    if let Some(rollout) = &service.rollout {
+        validate_rollout(rollout, &format!("{path}.rollout"), errors);
+    }
+}
+
+fn validate_version(version: &Version, path: &str, errors: &mut Errors) {
+    if version.endpoints.is_empty() {
+        errors.push(
+            format!("{path}.endpoints"),
+            "needs at least one endpoint (host:port)",
+        );
+    }
+    for (k, endpoint) in version.endpoints.iter().enumerate() {
+        if let Err(why) = check_endpoint(endpoint) {
+            errors.push(format!("{path}.endpoints[{k}]"), why);
+        }
+    }
+}
+
+/// `host:port` with a non-zero port; IPv6 as `[::1]:8080`.
+pub(crate) fn check_endpoint(endpoint: &str) -> Result<(), String> {
+    let bad = || format!("{endpoint:?} is not host:port (e.g. 127.0.0.1:8080)");
+    let (host, port) = endpoint.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    if port == 0 || host.is_empty() || host.contains(['/', ' ']) {
+        return Err(bad());
+    }
+    Ok(())
+}
+
+fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn validate_rollout(rollout: &RolloutSpec, path: &str, errors: &mut Errors) {
+    if rollout.interval < Duration::from_millis(100) {
+        errors.push(
+            format!("{path}.interval"),
+            format!(
+                "{} is shorter than the 100ms minimum",
+                duration::format(rollout.interval)
+            ),
+        );
+    }
+    if rollout.threshold == 0 {
+        errors.push(
+            format!("{path}.threshold"),
+            "must be at least 1 (failed runs before rollback)",
+        );
+    }
+    let forms = [
+        rollout.steps.is_some(),
+        rollout.step_weights.is_some(),
+        rollout.step_weight.is_some(),
+    ];
+    if forms.iter().filter(|f| **f).count() > 1 {
+        errors.push(
+            path.to_string(),
+            "set only one of `steps`, `step_weights` or `step_weight`",
+        );
+    }
+    if rollout.max_weight.is_some() && rollout.step_weight.is_none() {
+        errors.push(
+            format!("{path}.max_weight"),
+            "only applies with `step_weight`",
+        );
+    }
+    plan_with_errors(rollout, path, errors);
+    for (i, check) in rollout.checks.iter().enumerate() {
+        let check_path = format!("{path}.checks[{i}]");
+        match check {
+            CheckSpec::SuccessRate { min, .. } => {
+                if !(0.0..=100.0).contains(min) {
+                    errors.push(
+                        format!("{check_path}.min"),
+                        format!("success rate {min} is not a percentage (0 to 100)"),
+                    );
+                }
+            }
+            CheckSpec::Latency {
+                percentile, max, ..
+            } => {
+                if !(*percentile > 0.0 && *percentile < 100.0) {
+                    errors.push(
+                        format!("{check_path}.percentile"),
+                        format!("percentile {percentile} must be above 0 and below 100"),
+                    );
+                }
+                if max.is_zero() {
+                    errors.push(
+                        format!("{check_path}.max"),
+                        "a latency bound of 0 can never pass",
+                    );
+                }
+            }
+        }
+    }
+}
+
+// === impl RolloutSpec ===
+
+impl RolloutSpec {
+    /// The validated plan; call only on a config that passed validation.
+    pub fn plan(&self) -> Vec<Step> {
+        let mut errors = Errors::default();
+        plan_with_errors(self, "rollout", &mut errors)
+    }
+}
+
+fn plan_with_errors(rollout: &RolloutSpec, path: &str, errors: &mut Errors) -> Vec<Step> {
+    let mut plan = Vec::new();
+    if let Some(steps) = &rollout.steps {
+        for (i, step) in steps.iter().enumerate() {
+            if let Some(step) = parse_step(step, &format!("{path}.steps[{i}]"), errors) {
+                plan.push(step);
+            }
+        }
+    } else if let Some(weights) = &rollout.step_weights {
+        for (i, w) in weights.iter().enumerate() {
+            match Weight::from_percent(*w) {
+                Ok(w) => plan.push(Step::Weight(w)),
+                Err(e) => errors.push(format!("{path}.step_weights[{i}]"), e.to_string()),
+            }
+        }
+    } else {
+        let step = rollout.step_weight.unwrap_or(10.0);
+        let max = rollout.max_weight.unwrap_or(50.0);
+        let step_w = Weight::from_percent(step)
+            .map_err(|e| errors.push(format!("{path}.step_weight"), e.to_string()))
+            .ok();
+        let max_w = Weight::from_percent(max)
+            .map_err(|e| errors.push(format!("{path}.max_weight"), e.to_string()))
+            .ok();
+        if let (Some(step_w), Some(max_w)) = (step_w, max_w) {
+            if step_w == Weight::ZERO {
+                errors.push(format!("{path}.step_weight"), "must be above 0");
+            } else if step_w > max_w {
+                errors.push(
+                    format!("{path}.step_weight"),
+                    format!("{step} is above max_weight {max}"),
+                );
+            } else {
+                let mut bp = step_w.basis_points();
+                while bp <= max_w.basis_points() {
+                    plan.push(Step::Weight(
+                        Weight::from_basis_points(bp).unwrap_or(Weight::FULL),
+                    ));
+                    bp += step_w.basis_points();
+                }
+            }
+        }
+    }
+    if plan.is_empty() && rollout.steps.as_ref().is_some_and(|s| s.is_empty())
+        || rollout.step_weights.as_ref().is_some_and(|s| s.is_empty())
+    {
+        errors.push(path.to_string(), "the plan has no steps");
+    }
+    let mut last = Weight::ZERO;
+    for (i, step) in plan.iter().enumerate() {
+        if let Step::Weight(w) = step {
+            if *w < last {
+                let field = if rollout.steps.is_some() {
+                    "steps"
+                } else {
+                    "step_weights"
+                };
+                errors.push(
+                    format!("{path}.{field}[{i}]"),
+                    format!("weight {w} is below the previous step's {last}; weights only grow (abort to go back)"),
+                );
+            }
+            last = *w;
+        }
+    }
+    plan
+}
+
+fn parse_step(step: &StepSpec, path: &str, errors: &mut Errors) -> Option<Step> {
+    match (step.weight, &step.pause) {
+        (Some(w), None) => match Weight::from_percent(w) {
+            Ok(w) => Some(Step::Weight(w)),
+            Err(e) => {
+                errors.push(path.to_string(), e.to_string());
+                None
+            }
+        },
+        (None, Some(pause)) if pause.trim() == "manual" => Some(Step::Pause(None)),
+        (None, Some(pause)) => match duration::parse(pause) {
+            Ok(d) => Some(Step::Pause(Some(d))),
+            Err(e) => {
+                errors.push(format!("{path}.pause"), format!("{e}, or `manual`"));
+                None
+            }
+        },
+        _ => {
+            errors.push(path.to_string(), "set exactly one of `weight` or `pause`");
+            None
+        }
+    }
+}
+
+#[derive(Default)]
+struct Errors(Vec<FieldError>);
+
+impl Errors {
+    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests;

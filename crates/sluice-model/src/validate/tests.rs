@@ -1,0 +1,148 @@
+use super::*;
+
+const GOOD: &str = r#"
+listeners:
+  - address: 127.0.0.1:8080
+services:
+  - name: web
+    match: { path_prefix: / }
+    versions:
+      stable: { endpoints: ["127.0.0.1:8001"] }
+      canary: { endpoints: ["127.0.0.1:8002"] }
+    routing:
+      sticky: { header: x-user }
+    rollout:
+      interval: 30s
+      threshold: 2
+      steps:
+        - weight: 0.1
+        - pause: 1m
+        - weight: 25
+        - pause: manual
+        - weight: 50
+      checks:
+        - metric: success_rate
+          min: 99
+        - metric: latency
+          percentile: 99
+          max: 500ms
+"#;
+
+#[test]
+fn a_good_config_parses_into_a_plan() {
+    let config = Config::from_yaml(GOOD).unwrap();
+    let plan = config.services[0].rollout.as_ref().unwrap().plan();
+    assert_eq!(
+        plan,
+        vec![
+            Step::Weight(Weight::from_basis_points(10).unwrap()),
+            Step::Pause(Some(Duration::from_secs(60))),
+            Step::Weight(Weight::from_percent(25.0).unwrap()),
+            Step::Pause(None),
+            Step::Weight(Weight::from_percent(50.0).unwrap()),
+        ]
+    );
+    let names: Vec<_> = config.services[0]
+        .rollout
+        .as_ref()
+        .unwrap()
+        .checks
+        .iter()
+        .map(|c| c.display_name())
+        .collect();
+    assert_eq!(names, ["success_rate", "latency_p99"]);
+}
+
+#[test]
+fn a_weight_above_100_names_its_path() {
+    let bad = GOOD.replace("- weight: 25", "- weight: 120");
+    let err = Config::from_yaml(&bad).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "services[0].rollout.steps[2]: weight 120 is above 100"
+    );
+}
+
+#[test]
+fn every_semantic_error_is_reported_at_once() {
+    let bad = GOOD
+        .replace("- weight: 25", "- weight: 120")
+        .replace("min: 99", "min: 101")
+        .replace("127.0.0.1:8002", "nowhere")
+        .replace("threshold: 2", "threshold: 0");
+    let errors = Config::from_yaml(&bad).unwrap_err().errors();
+    let paths: Vec<_> = errors.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "services[0].versions.canary.endpoints[0]",
+            "services[0].rollout.threshold",
+            "services[0].rollout.steps[2]",
+            "services[0].rollout.checks[0].min",
+        ]
+    );
+}
+
+#[test]
+fn unknown_fields_are_errors_with_their_path() {
+    let bad = GOOD.replace("threshold: 2", "threshold: 2\n      treshold: 3");
+    let err = Config::from_yaml(&bad).unwrap_err();
+    let ConfigError::Parse(e) = err else {
+        panic!("expected a parse error, got {err:?}")
+    };
+    assert_eq!(e.path, "services[0].rollout.treshold");
+    assert!(
+        e.message.contains("unknown field `treshold`"),
+        "{}",
+        e.message
+    );
+}
+
+#[test]
+fn step_weight_expands_up_to_max_weight() {
+    let yaml = GOOD.replace(
+        "steps:\n        - weight: 0.1\n        - pause: 1m\n        - weight: 25\n        - pause: manual\n        - weight: 50",
+        "step_weight: 20\n      max_weight: 60",
+    );
+    let config = Config::from_yaml(&yaml).unwrap();
+    let plan = config.services[0].rollout.as_ref().unwrap().plan();
+    let pct: Vec<f64> = plan
+        .iter()
+        .map(|s| match s {
+            Step::Weight(w) => w.percent(),
+            Step::Pause(_) => -1.0,
+        })
+        .collect();
+    assert_eq!(pct, [20.0, 40.0, 60.0]);
+}
+
+#[test]
+fn weights_must_not_shrink_and_forms_are_exclusive() {
+    let yaml = GOOD.replace("- weight: 50", "- weight: 5\n      step_weight: 10");
+    let errors = Config::from_yaml(&yaml).unwrap_err().errors();
+    let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+    assert!(
+        text.iter().any(|t| t.contains("set only one of")),
+        "{text:?}"
+    );
+    assert!(
+        text.iter()
+            .any(|t| t.starts_with("services[0].rollout.steps[4]: weight 5% is below")),
+        "{text:?}"
+    );
+}
+
+#[test]
+fn duplicate_services_and_bad_durations_are_named() {
+    let yaml = format!(
+        "{GOOD}  - name: web\n    match: {{ path_prefix: /api }}\n    versions:\n      stable: {{ endpoints: [\"a:1\"] }}\n"
+    );
+    let errors = Config::from_yaml(&yaml).unwrap_err().errors();
+    assert_eq!(errors[0].path, "services[1].name");
+    let bad = GOOD.replace("interval: 30s", "interval: soon");
+    let err = Config::from_yaml(&bad).unwrap_err().to_string();
+    assert!(
+        err.starts_with("services[0].rollout.interval: \"soon\" is not a duration"),
+        "{err}"
+    );
+}
