@@ -1,0 +1,182 @@
+//! The persisted state of a service and its rollout, and the decision log.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sluice_analysis::AnalysisRun;
+use sluice_model::{CheckSpec, Endpoint, Step, Timestamp, Weight};
+
+/// Where a rollout is (names as in DESIGN.md; later strategies use the rest).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Phase {
+    Idle,
+    Initializing,
+    Progressing,
+    Paused,
+    WaitingPromotion,
+    Promoting,
+    Baking,
+    Succeeded,
+    RollingBack,
+    RolledBack,
+    Failed,
+}
+
+// === impl Phase ===
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
+    }
+}
+
+impl Phase {
+    /// No further event moves a rollout out of a final phase.
+    pub fn is_final(self) -> bool {
+        matches!(self, Phase::Succeeded | Phase::RolledBack | Phase::Failed)
+    }
+}
+
+/// One rollout: the plan it follows and where it is.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Rollout {
+    /// Increases by one per rollout of the service.
+    pub id: u64,
+    pub service: String,
+    /// The plan, copied at start so that a config reload does not change a running rollout.
+    pub plan: Vec<Step>,
+    #[serde(with = "sluice_model::duration")]
+    pub interval: Duration,
+    /// Failed runs that trigger rollback.
+    pub threshold: u32,
+    pub min_requests: u64,
+    pub checks: Vec<CheckSpec>,
+    /// The canary pool this rollout introduces.
+    pub canary: Vec<Endpoint>,
+
+    pub phase: Phase,
+    /// Index into `plan` of the current step (== plan.len() once all are done).
+    pub step_index: usize,
+    pub canary_weight: Weight,
+    /// Steps completed (a step is taken once, even across restarts).
+    pub steps_taken: usize,
+    /// Failed analysis runs so far (whole rollout, as Flagger counts them).
+    pub failed_runs: u32,
+    pub passed_runs: u32,
+    pub inconclusive_runs: u32,
+    pub started_at: Timestamp,
+    /// When the current step began (a timed pause ends at step_started_at + pause).
+    pub step_started_at: Timestamp,
+    /// When the next analysis run is due; None while paused or final.
+    pub next_analysis_at: Option<Timestamp>,
+    pub updated_at: Timestamp,
+    /// The last analysis run, for status displays.
+    pub last_analysis: Option<AnalysisRun>,
+    /// Number of decisions recorded so far (the next decision's `seq`).
+    pub decisions: u64,
+}
+
+// === impl Rollout ===
+
+impl Rollout {
+    /// The step the rollout is at; None once every step is done.
+    pub fn current_step(&self) -> Option<&Step> {
+        self.plan.get(self.step_index)
+    }
+
+    /// Whether an analysis run is due: progressing and its time has come.
+    pub fn analysis_due(&self, now: Timestamp) -> bool {
+        self.phase == Phase::Progressing && self.next_analysis_at.is_some_and(|due| now >= due)
+    }
+
+    /// When the current timed pause ends (None unless the current step is a timed pause).
+    pub fn pause_ends_at(&self) -> Option<Timestamp> {
+        match self.current_step() {
+            Some(Step::Pause(Some(pause))) => Some(self.step_started_at + *pause),
+            _ => None,
+        }
+    }
+
+    /// When the controller should next call `step` on its own (with an
+    /// `Analysis` or a `Tick`): the earlier of the next analysis and the end
+    /// of a timed pause. None while paused (only an operator moves it on) or final.
+    pub fn next_wakeup(&self) -> Option<Timestamp> {
+        if self.phase != Phase::Progressing {
+            return None;
+        }
+        match (self.next_analysis_at, self.pause_ends_at()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// A service's routing state as the controller owns it: which pools serve, at what weight.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServiceState {
+    pub service: String,
+    /// The pool that serves today.
+    pub stable: Vec<Endpoint>,
+    /// The canary slot's pool; None when there is nothing to roll out.
+    pub canary: Option<Vec<Endpoint>>,
+    pub canary_weight: Weight,
+    /// The current rollout, or the last one (final phase).
+    pub rollout: Option<Rollout>,
+    /// Increases by one with every stored change (compare-and-swap in the store).
+    pub revision: u64,
+    /// The config's stable pool when last applied: a change in the file (not a
+    /// promotion) is the operator's word and replaces `stable`.
+    #[serde(default)]
+    pub config_stable: Vec<Endpoint>,
+}
+
+/// What the controller must do after storing a transition. Idempotent:
+/// replaying them after a restart gives the same routing.
+// A few actions per transition, so the size gap costs nothing worth a
+// `Box` in an API other crates match on.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Action {
+    /// Route this share of traffic to the canary pool.
+    SetWeight(Weight),
+    /// The canary pool becomes stable; the canary slot is emptied (weight 0).
+    PromoteCanary,
+    /// Record this decision in the log.
+    Record(Decision),
+}
+
+/// Kinds of decision, for filtering and display.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecisionKind {
+    Started,
+    Advanced,
+    Held,
+    CheckFailed,
+    Inconclusive,
+    Paused,
+    Resumed,
+    Promoted,
+    RolledBack,
+    Aborted,
+}
+
+/// One recorded decision: what changed, why, and the numbers behind it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    pub service: String,
+    pub rollout_id: u64,
+    /// Position in this rollout's log, from 0.
+    pub seq: u64,
+    pub at: Timestamp,
+    pub kind: DecisionKind,
+    pub from: Phase,
+    pub to: Phase,
+    /// Canary weight after the decision.
+    pub weight: Weight,
+    pub step_index: usize,
+    /// One sentence a person reads (names the failing check and its value on a failure).
+    pub reason: String,
+    /// The analysis run that caused it, if any.
+    pub analysis: Option<AnalysisRun>,
+}
