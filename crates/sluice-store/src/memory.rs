@@ -1,0 +1,123 @@
+//! The store in memory, for tests: the same semantics as the file store
+//! (values go through JSON, so what does not survive serialization fails here
+//! too), nothing kept after drop.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard};
+
+use sluice_rollout::{Decision, ServiceState};
+
+use crate::codec::{decode_decision, decode_state, encode_decision, encode_state};
+use crate::{check_commit, keep_newest, Store, StoreError};
+
+/// A store in a `Mutex<BTreeMap>`; cheap to create, gone when dropped.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// service → JSON of its `ServiceState`.
+    states: BTreeMap<String, Vec<u8>>,
+    /// (service, rollout_id, seq) → JSON of the `Decision`.
+    decisions: BTreeMap<(String, u64, u64), Vec<u8>>,
+}
+
+// === impl MemoryStore ===
+
+impl MemoryStore {
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave a half-done commit:
+        // commit changes nothing until every check has passed.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Store for MemoryStore {
+    fn load(&self, service: &str) -> Result<Option<ServiceState>, StoreError> {
+        let inner = self.lock();
+        inner
+            .states
+            .get(service)
+            .map(|json| decode_state(service, json))
+            .transpose()
+    }
+
+    fn load_all(&self) -> Result<Vec<ServiceState>, StoreError> {
+        let inner = self.lock();
+        inner
+            .states
+            .iter()
+            .map(|(service, json)| decode_state(service, json))
+            .collect()
+    }
+
+    fn commit(
+        &self,
+        state: &ServiceState,
+        expected_revision: u64,
+        decisions: &[Decision],
+    ) -> Result<(), StoreError> {
+        check_commit(state, expected_revision, decisions)?;
+        let service = &state.service;
+        let state_json = encode_state(state)?;
+        let mut entries = Vec::with_capacity(decisions.len());
+        for decision in decisions {
+            let key = (service.clone(), decision.rollout_id, decision.seq);
+            entries.push((key, encode_decision(decision)?));
+        }
+
+        let mut inner = self.lock();
+        let found = match inner.states.get(service) {
+            Some(json) => decode_state(service, json)?.revision,
+            None => 0,
+        };
+        if found != expected_revision {
+            return Err(StoreError::Conflict {
+                service: service.clone(),
+                expected: expected_revision,
+                found,
+            });
+        }
+        for (i, (key, _)) in entries.iter().enumerate() {
+            let repeated = entries[..i].iter().any(|(earlier, _)| earlier == key);
+            if repeated || inner.decisions.contains_key(key) {
+                return Err(StoreError::DuplicateDecision {
+                    service: service.clone(),
+                    rollout_id: key.1,
+                    seq: key.2,
+                });
+            }
+        }
+        inner.states.insert(service.clone(), state_json);
+        inner.decisions.extend(entries);
+        Ok(())
+    }
+
+    fn history(
+        &self,
+        service: &str,
+        rollout_id: Option<u64>,
+        limit: Option<usize>,
+    ) -> Result<Vec<Decision>, StoreError> {
+        let inner = self.lock();
+        let (first, last) = match rollout_id {
+            Some(id) => (id, id),
+            None => (0, u64::MAX),
+        };
+        let range = (service.to_string(), first, 0)..=(service.to_string(), last, u64::MAX);
+        let decisions = inner
+            .decisions
+            .range(range)
+            .map(|((_, id, seq), json)| decode_decision(service, *id, *seq, json))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(keep_newest(decisions, limit))
+    }
+}
