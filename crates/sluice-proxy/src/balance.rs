@@ -1,0 +1,172 @@
+//! Picking an endpoint inside one version's pool: round-robin (one atomic
+//! counter) or least-request (per-endpoint in-flight counters; the minimum of
+//! all for small pools, else the better of two random choices — Mitzenmacher,
+//! "The Power of Two Choices in Randomized Load Balancing", 2001).
+//!
+//! Not here: health checking or outlier ejection (breakers do that).
+
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+
+use http::uri::Authority;
+use sluice_model::Balance;
+
+use crate::rng;
+
+/// Pools up to this size are scanned whole for least-request.
+const SCAN_ALL_MAX: usize = 8;
+
+/// One upstream endpoint, shared by every table (and service) that uses its address.
+#[derive(Debug)]
+pub(crate) struct EndpointState {
+    /// `host:port` as configured (used in error messages).
+    pub(crate) address: String,
+    /// The same, parsed once for the upstream request URI.
+    pub(crate) authority: Authority,
+    in_flight: AtomicUsize,
+}
+
+// === impl EndpointState ===
+
+impl EndpointState {
+    /// None when `address` is not a valid `host:port` authority.
+    pub(crate) fn new(address: &str) -> Option<EndpointState> {
+        let authority: Authority = address.parse().ok()?;
+        // An upstream needs an explicit port.
+        authority.port_u16()?;
+        Some(EndpointState {
+            address: address.to_string(),
+            authority,
+            in_flight: AtomicUsize::new(0),
+        })
+    }
+
+    pub(crate) fn enter(&self) {
+        self.in_flight.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn leave(&self) {
+        self.in_flight.fetch_sub(1, Relaxed);
+    }
+
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight.load(Relaxed)
+    }
+}
+
+/// The endpoints of one version and how to pick among them.
+#[derive(Debug)]
+pub(crate) struct Pool {
+    endpoints: Box<[Arc<EndpointState>]>,
+    balance: Balance,
+    next: AtomicUsize,
+}
+
+// === impl Pool ===
+
+impl Pool {
+    pub(crate) fn new(endpoints: Vec<Arc<EndpointState>>, balance: Balance) -> Pool {
+        Pool {
+            endpoints: endpoints.into_boxed_slice(),
+            balance,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn endpoints(&self) -> &[Arc<EndpointState>] {
+        &self.endpoints
+    }
+
+    /// The endpoint for the next request; None for an empty pool.
+    pub(crate) fn pick(&self) -> Option<&Arc<EndpointState>> {
+        let len = self.endpoints.len();
+        match len {
+            0 => None,
+            1 => self.endpoints.first(),
+            _ => match self.balance {
+                Balance::RoundRobin => self.endpoints.get(self.rotate() % len),
+                Balance::LeastRequest if len <= SCAN_ALL_MAX => self.least_of_all(),
+                Balance::LeastRequest => self.best_of_two(),
+            },
+        }
+    }
+
+    fn rotate(&self) -> usize {
+        self.next.fetch_add(1, Relaxed)
+    }
+
+    /// The minimum in-flight endpoint, scanning from a rotating start so that ties rotate.
+    fn least_of_all(&self) -> Option<&Arc<EndpointState>> {
+        let len = self.endpoints.len();
+        let start = self.rotate() % len;
+        (0..len)
+            .map(|i| &self.endpoints[(start + i) % len])
+            .min_by_key(|e| e.in_flight())
+    }
+
+    fn best_of_two(&self) -> Option<&Arc<EndpointState>> {
+        let len = self.endpoints.len() as u32;
+        let a = rng::below(len);
+        // A second index different from the first.
+        let b = (a + 1 + rng::below(len - 1)) % len;
+        let (a, b) = (&self.endpoints[a as usize], &self.endpoints[b as usize]);
+        Some(if b.in_flight() < a.in_flight() { b } else { a })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(n: usize, balance: Balance) -> Pool {
+        let endpoints = (0..n)
+            .map(|i| Arc::new(EndpointState::new(&format!("10.0.0.{i}:80")).unwrap()))
+            .collect();
+        Pool::new(endpoints, balance)
+    }
+
+    #[test]
+    fn round_robin_visits_each_in_turn() {
+        let p = pool(3, Balance::RoundRobin);
+        let picks: Vec<_> = (0..6).map(|_| p.pick().unwrap().address.clone()).collect();
+        assert_eq!(picks[0..3], picks[3..6]);
+        assert_ne!(picks[0], picks[1]);
+        assert_ne!(picks[1], picks[2]);
+    }
+
+    #[test]
+    fn least_request_avoids_busy_endpoints() {
+        for n in [3, 20] {
+            let p = pool(n, Balance::LeastRequest);
+            // All but the last are busy.
+            for e in &p.endpoints()[..n - 1] {
+                e.enter();
+            }
+            let idle = &p.endpoints()[n - 1].address;
+            let hits = (0..200)
+                .filter(|_| &p.pick().unwrap().address == idle)
+                .count();
+            if n <= SCAN_ALL_MAX {
+                assert_eq!(hits, 200);
+            } else {
+                // Two random choices include the idle one about 2/n of the time.
+                assert!(hits > 5, "idle endpoint picked {hits} times");
+            }
+        }
+    }
+
+    #[test]
+    fn invalid_addresses_are_rejected() {
+        assert!(EndpointState::new("127.0.0.1:8080").is_some());
+        assert!(EndpointState::new("[::1]:8080").is_some());
+        assert!(EndpointState::new("no-port").is_none());
+        assert!(EndpointState::new("a b:80").is_none());
+        assert_eq!(
+            pool(0, Balance::RoundRobin)
+                .pick()
+                .map(|e| e.address.clone()),
+            None
+        );
+    }
+}

@@ -1,0 +1,118 @@
+//! The response body the proxy sends to clients: either the upstream's
+//! body streamed through frame by frame (never buffered whole), or a short
+//! text sluice wrote itself (404, 502, 504...).
+//!
+//! An upstream body carries the request's in-flight guard, so the
+//! least-request balancer and the in-flight gauge count a request until its
+//! response body is finished or dropped (client gone).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+
+use crate::balance::EndpointState;
+use crate::metrics::VersionMetrics;
+
+/// A response body from the proxy.
+pub struct ProxyBody {
+    inner: Inner,
+}
+
+enum Inner {
+    Upstream {
+        body: Incoming,
+        _in_flight: InFlight,
+    },
+    Local(Option<Bytes>),
+}
+
+// === impl ProxyBody ===
+
+impl ProxyBody {
+    pub(crate) fn upstream(body: Incoming, in_flight: InFlight) -> ProxyBody {
+        ProxyBody {
+            inner: Inner::Upstream {
+                body,
+                _in_flight: in_flight,
+            },
+        }
+    }
+
+    /// A complete body written by sluice.
+    pub fn text(text: impl Into<Bytes>) -> ProxyBody {
+        let bytes = text.into();
+        ProxyBody {
+            inner: Inner::Local((!bytes.is_empty()).then_some(bytes)),
+        }
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match &mut self.get_mut().inner {
+            Inner::Upstream { body, .. } => Pin::new(body).poll_frame(cx),
+            Inner::Local(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.inner {
+            Inner::Upstream { body, .. } => body.is_end_stream(),
+            Inner::Local(bytes) => bytes.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            Inner::Upstream { body, .. } => body.size_hint(),
+            Inner::Local(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for ProxyBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.inner {
+            Inner::Upstream { .. } => f.write_str("ProxyBody::Upstream"),
+            Inner::Local(_) => f.write_str("ProxyBody::Local"),
+        }
+    }
+}
+
+/// Counts one request in flight on its endpoint and version until dropped.
+pub(crate) struct InFlight {
+    endpoint: Arc<EndpointState>,
+    version: Arc<VersionMetrics>,
+}
+
+// === impl InFlight ===
+
+impl InFlight {
+    pub(crate) fn new(endpoint: &Arc<EndpointState>, version: &Arc<VersionMetrics>) -> InFlight {
+        endpoint.enter();
+        version.enter();
+        InFlight {
+            endpoint: endpoint.clone(),
+            version: version.clone(),
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.endpoint.leave();
+        self.version.leave();
+    }
+}

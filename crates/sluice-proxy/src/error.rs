@@ -1,0 +1,213 @@
+//! Every failure the proxy answers itself, who caused it, and the one place
+//! that turns it into a response: a short text body naming the upstream
+//! endpoint, service, version and cause, plus an `x-sluice-error` header.
+//!
+//! Only upstream-caused failures ([`ProxyError::kind`] is `Some`) count
+//! against a version; a missing route, an empty pool or a client that went
+//! away do not.
+
+use std::io;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue, Response, StatusCode};
+
+use crate::body::ProxyBody;
+use crate::metrics::ErrorKind;
+use crate::table::Slot;
+
+/// The response header naming why sluice answered instead of the upstream.
+pub const X_SLUICE_ERROR: HeaderName = HeaderName::from_static("x-sluice-error");
+
+/// Which upstream a failure is about.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub endpoint: String,
+    pub service: String,
+    pub slot: Slot,
+}
+
+impl std::fmt::Display for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "upstream {} (service {}, {})",
+            self.endpoint, self.service, self.slot
+        )
+    }
+}
+
+/// A request the proxy could not forward, or whose upstream failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("sluice: no service matches this host and path")]
+    NoRoute,
+    #[error("sluice: service {service} has no {slot} endpoints")]
+    NoEndpoint { service: String, slot: Slot },
+    #[error("sluice: {0} refused the connection")]
+    ConnectRefused(Upstream),
+    #[error("sluice: {upstream} did not accept a connection within {after:?}")]
+    ConnectTimeout { upstream: Upstream, after: Duration },
+    #[error("sluice: {upstream} could not be reached: {cause}")]
+    Unreachable { upstream: Upstream, cause: String },
+    #[error("sluice: {upstream} sent no response head within {after:?}")]
+    Timeout { upstream: Upstream, after: Duration },
+    #[error("sluice: {upstream} failed before a response: {cause}")]
+    Protocol { upstream: Upstream, cause: String },
+    /// A bug in sluice (an invariant that did not hold); never the upstream's fault.
+    #[error("sluice: internal error: {0}")]
+    Internal(&'static str),
+    /// The client's request body failed (the client went away or sent garbage).
+    #[error("sluice: the request body to {upstream} failed: {cause}")]
+    ClientBody { upstream: Upstream, cause: String },
+}
+
+// === impl ProxyError ===
+
+impl ProxyError {
+    /// Classifies a failure of the upstream client for `upstream`.
+    pub(crate) fn from_client(
+        upstream: Upstream,
+        error: hyper_util::client::legacy::Error,
+        connect_timeout: Duration,
+    ) -> ProxyError {
+        if error.is_connect() {
+            return match find_io(&error).map(io::Error::kind) {
+                Some(io::ErrorKind::ConnectionRefused) => ProxyError::ConnectRefused(upstream),
+                Some(io::ErrorKind::TimedOut) => ProxyError::ConnectTimeout {
+                    upstream,
+                    after: connect_timeout,
+                },
+                _ => ProxyError::Unreachable {
+                    upstream,
+                    cause: causes(&error),
+                },
+            };
+        }
+        let from_client_body = find_hyper(&error).is_some_and(|e| e.is_user());
+        let cause = causes(&error);
+        if from_client_body {
+            ProxyError::ClientBody { upstream, cause }
+        } else {
+            ProxyError::Protocol { upstream, cause }
+        }
+    }
+
+    /// The upstream-caused kind this counts as, if any.
+    pub fn kind(&self) -> Option<ErrorKind> {
+        match self {
+            ProxyError::NoRoute
+            | ProxyError::NoEndpoint { .. }
+            | ProxyError::ClientBody { .. }
+            | ProxyError::Internal(_) => None,
+            ProxyError::ConnectRefused(_)
+            | ProxyError::ConnectTimeout { .. }
+            | ProxyError::Unreachable { .. } => Some(ErrorKind::Connect),
+            ProxyError::Timeout { .. } => Some(ErrorKind::Timeout),
+            ProxyError::Protocol { .. } => Some(ErrorKind::Protocol),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::NoRoute => StatusCode::NOT_FOUND,
+            ProxyError::NoEndpoint { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::ClientBody { .. } => StatusCode::BAD_REQUEST,
+            ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// The `x-sluice-error` value.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ProxyError::NoRoute => "no_route",
+            ProxyError::NoEndpoint { .. } => "no_endpoint",
+            ProxyError::ClientBody { .. } => "client",
+            other => other.kind().map_or("internal", ErrorKind::label),
+        }
+    }
+
+    /// The response sluice sends for this failure.
+    pub fn into_response(self) -> Response<ProxyBody> {
+        let status = self.status();
+        let code = self.code();
+        let body = match self {
+            // The common case of a scan or a typo: no formatting.
+            ProxyError::NoRoute => {
+                ProxyBody::text("sluice: no service matches this host and path\n")
+            }
+            other => ProxyBody::text(format!("{other}\n")),
+        };
+        let mut response = Response::new(body);
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(X_SLUICE_ERROR, HeaderValue::from_static(code));
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        response
+    }
+}
+
+type DynError = dyn std::error::Error + 'static;
+
+fn sources(error: &DynError) -> impl Iterator<Item = &DynError> {
+    std::iter::successors(Some(error), |e| e.source())
+}
+
+fn find_io(error: &DynError) -> Option<&io::Error> {
+    sources(error).find_map(|e| e.downcast_ref::<io::Error>())
+}
+
+fn find_hyper(error: &DynError) -> Option<&hyper::Error> {
+    sources(error).find_map(|e| e.downcast_ref::<hyper::Error>())
+}
+
+/// The innermost cause's message (the outer ones are generic wrappers).
+fn causes(error: &DynError) -> String {
+    sources(error)
+        .last()
+        .map_or_else(String::new, |e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upstream() -> Upstream {
+        Upstream {
+            endpoint: "127.0.0.1:9".into(),
+            service: "web".into(),
+            slot: Slot::Canary,
+        }
+    }
+
+    #[test]
+    fn messages_name_endpoint_service_version_and_cause() {
+        let e = ProxyError::ConnectRefused(upstream());
+        assert_eq!(
+            e.to_string(),
+            "sluice: upstream 127.0.0.1:9 (service web, canary) refused the connection"
+        );
+        assert_eq!(e.kind(), Some(ErrorKind::Connect));
+        let response = e.into_response();
+        assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(response.headers()[X_SLUICE_ERROR], "connect");
+
+        let t = ProxyError::Timeout {
+            upstream: upstream(),
+            after: Duration::from_millis(200),
+        };
+        assert_eq!(t.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(t.code(), "timeout");
+        assert!(t.to_string().contains("200ms"), "{t}");
+
+        assert_eq!(ProxyError::NoRoute.kind(), None);
+        assert_eq!(
+            ProxyError::NoRoute.into_response().status(),
+            StatusCode::NOT_FOUND
+        );
+    }
+}

@@ -1,0 +1,33 @@
+//! sluice's data plane: an HTTP reverse proxy (hyper) that matches each
+//! request to a service, picks a version (stable or canary) by forced header,
+//! sticky hash or weighted draw, balances over that version's endpoints,
+//! forwards with streaming bodies, and counts what each version did.
+//!
+//! The request path takes no lock: the routing snapshot is read through
+//! `arc-swap`, counters are atomics held by the snapshot. The controller
+//! builds a new [`RouteTable`] and [`Proxy::publish`]es it; requests in flight
+//! finish on the table they started with.
+//!
+//! Not here: deciding weights (the rollout controller), the admin API
+//! (which calls [`Metrics::render_prometheus`]), config parsing (sluice-model).
+#![forbid(unsafe_code)]
+
+mod balance;
+mod body;
+mod choose;
+mod error;
+mod forward;
+mod headers;
+mod metrics;
+mod rng;
+mod server;
+mod table;
+mod tls;
+
+pub use body::ProxyBody;
+pub use choose::sticky_bucket;
+pub use error::{ProxyError, Upstream, X_SLUICE_ERROR};
+pub use metrics::{ErrorKind, Metrics};
+pub use server::Proxy;
+pub use table::{RouteTable, ServiceRouting, Slot};
+pub use tls::{tls_acceptor, TlsError};

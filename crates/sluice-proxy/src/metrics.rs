@@ -1,0 +1,389 @@
+//! The proxy's counters per (service, version): requests, upstream-caused
+//! errors by kind, a latency histogram and an in-flight gauge. Recorded with
+//! relaxed atomics on the request path (each route holds an `Arc` to its
+//! counters, so nothing is looked up by name per request); read as a
+//! cumulative [`VersionWindow`] by the controller and as Prometheus text by
+//! the admin API.
+//!
+//! [`Metrics`] outlives routing snapshots: a rebuilt [`crate::RouteTable`]
+//! gets the same counters for the same (service, version), so a weight change
+//! never resets what the controller diffs.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
+
+use sluice_analysis::histogram::{bucket_index, bucket_upper_micros, BUCKETS};
+use sluice_analysis::{Histogram, VersionWindow};
+
+use crate::balance::EndpointState;
+use crate::table::Slot;
+
+/// Why a request failed because of its upstream (the only failures that count
+/// against a version). Client-caused and routing failures are not errors here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// The upstream answered with a 5xx status.
+    Status5xx,
+    /// The upstream could not be connected to (refused, unreachable, connect timeout).
+    Connect,
+    /// The upstream sent no response head within `upstream_timeout`.
+    Timeout,
+    /// The upstream closed the connection or sent something that is not HTTP.
+    Protocol,
+}
+
+impl ErrorKind {
+    pub const ALL: [ErrorKind; 4] = [
+        ErrorKind::Status5xx,
+        ErrorKind::Connect,
+        ErrorKind::Timeout,
+        ErrorKind::Protocol,
+    ];
+
+    /// The `kind` label and `x-sluice-error` value.
+    pub fn label(self) -> &'static str {
+        match self {
+            ErrorKind::Status5xx => "5xx",
+            ErrorKind::Connect => "connect",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Protocol => "protocol",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// The counters of one version of one service.
+pub(crate) struct VersionMetrics {
+    requests: AtomicU64,
+    errors: [AtomicU64; 4],
+    /// Time to response head, counted in the shared bucket layout.
+    latency: Box<[AtomicU64]>,
+    latency_sum_micros: AtomicU64,
+    in_flight: AtomicI64,
+}
+
+// === impl VersionMetrics ===
+
+impl VersionMetrics {
+    fn new() -> VersionMetrics {
+        VersionMetrics {
+            requests: AtomicU64::new(0),
+            errors: Default::default(),
+            latency: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+            latency_sum_micros: AtomicU64::new(0),
+            in_flight: AtomicI64::new(0),
+        }
+    }
+
+    /// Counts one answered request (by the upstream or by sluice on its behalf).
+    pub(crate) fn record(&self, elapsed: Duration, error: Option<ErrorKind>) {
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        self.requests.fetch_add(1, Relaxed);
+        self.latency[bucket_index(micros)].fetch_add(1, Relaxed);
+        self.latency_sum_micros.fetch_add(micros, Relaxed);
+        if let Some(kind) = error {
+            self.errors[kind.index()].fetch_add(1, Relaxed);
+        }
+    }
+
+    pub(crate) fn enter(&self) {
+        self.in_flight.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn leave(&self) {
+        self.in_flight.fetch_sub(1, Relaxed);
+    }
+
+    fn latency_counts(&self) -> Vec<u64> {
+        self.latency.iter().map(|c| c.load(Relaxed)).collect()
+    }
+
+    fn window(&self) -> VersionWindow {
+        VersionWindow {
+            requests: self.requests.load(Relaxed),
+            errors: self.errors.iter().map(|c| c.load(Relaxed)).sum(),
+            latency: Histogram::from_counts(self.latency_counts()),
+        }
+    }
+}
+
+/// The registry of every version's counters, and of endpoint state shared
+/// across routing snapshots. One per process; cheap to read, never reset.
+pub struct Metrics {
+    versions: Mutex<BTreeMap<(String, Slot), Arc<VersionMetrics>>>,
+    /// Endpoint state by address, so least-request in-flight counts survive
+    /// table rebuilds. Weak: an endpoint no table uses any more is dropped.
+    endpoints: Mutex<HashMap<String, Weak<EndpointState>>>,
+}
+
+// === impl Metrics ===
+
+impl Metrics {
+    pub fn new() -> Arc<Metrics> {
+        Arc::new(Metrics {
+            versions: Mutex::new(BTreeMap::new()),
+            endpoints: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The counters of (service, slot), created on first use. Called when a
+    /// table is built, never per request.
+    pub(crate) fn version(&self, service: &str, slot: Slot) -> Arc<VersionMetrics> {
+        let mut versions = self.versions.lock().unwrap_or_else(PoisonError::into_inner);
+        versions
+            .entry((service.to_string(), slot))
+            .or_insert_with(|| Arc::new(VersionMetrics::new()))
+            .clone()
+    }
+
+    /// The state of the endpoint at `address`, shared with any live table.
+    /// `make` builds it when no live table has it.
+    pub(crate) fn endpoint(
+        &self,
+        address: &str,
+        make: impl FnOnce() -> Option<EndpointState>,
+    ) -> Option<Arc<EndpointState>> {
+        let mut endpoints = self
+            .endpoints
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(live) = endpoints.get(address).and_then(Weak::upgrade) {
+            return Some(live);
+        }
+        endpoints.retain(|_, weak| weak.strong_count() > 0);
+        let state = Arc::new(make()?);
+        endpoints.insert(address.to_string(), Arc::downgrade(&state));
+        Some(state)
+    }
+
+    /// Cumulative counters of one version since start (zeros if it never had
+    /// a route). The controller diffs two of these with `VersionWindow::since`.
+    pub fn snapshot(&self, service: &str, slot: Slot) -> VersionWindow {
+        let versions = self.versions.lock().unwrap_or_else(PoisonError::into_inner);
+        versions
+            .get(&(service.to_string(), slot))
+            .map(|v| v.window())
+            .unwrap_or_default()
+    }
+
+    /// Requests of one version currently waiting for or streaming a response.
+    pub fn in_flight(&self, service: &str, slot: Slot) -> i64 {
+        let versions = self.versions.lock().unwrap_or_else(PoisonError::into_inner);
+        versions
+            .get(&(service.to_string(), slot))
+            .map_or(0, |v| v.in_flight.load(Relaxed))
+    }
+
+    /// Prometheus text exposition (format 0.0.4) of all proxy metrics,
+    /// appended to `out`.
+    pub fn render_prometheus(&self, out: &mut String) {
+        let versions: Vec<((String, Slot), Arc<VersionMetrics>)> = {
+            let map = self.versions.lock().unwrap_or_else(PoisonError::into_inner);
+            map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        };
+        let labels: Vec<String> = versions
+            .iter()
+            .map(|((service, slot), _)| {
+                format!(
+                    "service=\"{}\",version=\"{}\"",
+                    escape_label(service),
+                    slot.label()
+                )
+            })
+            .collect();
+
+        header(
+            out,
+            "sluice_requests_total",
+            "counter",
+            "Requests answered per service and version, by the upstream or by sluice on its behalf.",
+        );
+        for (l, (_, v)) in labels.iter().zip(&versions) {
+            let _ = writeln!(
+                out,
+                "sluice_requests_total{{{l}}} {}",
+                v.requests.load(Relaxed)
+            );
+        }
+
+        header(
+            out,
+            "sluice_request_errors_total",
+            "counter",
+            "Upstream-caused failures per service and version: 5xx answers, connect errors, timeouts, protocol errors.",
+        );
+        for (l, (_, v)) in labels.iter().zip(&versions) {
+            for kind in ErrorKind::ALL {
+                let count = v.errors[kind.index()].load(Relaxed);
+                let _ = writeln!(
+                    out,
+                    "sluice_request_errors_total{{{l},kind=\"{}\"}} {count}",
+                    kind.label()
+                );
+            }
+        }
+
+        header(
+            out,
+            "sluice_request_duration_seconds",
+            "histogram",
+            "Time from request arrival to response head, per service and version.",
+        );
+        for (l, (_, v)) in labels.iter().zip(&versions) {
+            render_histogram(out, l, v);
+        }
+
+        header(
+            out,
+            "sluice_requests_in_flight",
+            "gauge",
+            "Requests waiting for or streaming a response, per service and version.",
+        );
+        for (l, (_, v)) in labels.iter().zip(&versions) {
+            let _ = writeln!(
+                out,
+                "sluice_requests_in_flight{{{l}}} {}",
+                v.in_flight.load(Relaxed).max(0)
+            );
+        }
+    }
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+/// The `le` bounds exposed, in seconds and in microseconds.
+const LE_BOUNDS: [(&str, u64); 13] = [
+    ("0.001", 1_000),
+    ("0.0025", 2_500),
+    ("0.005", 5_000),
+    ("0.01", 10_000),
+    ("0.025", 25_000),
+    ("0.05", 50_000),
+    ("0.1", 100_000),
+    ("0.25", 250_000),
+    ("0.5", 500_000),
+    ("1", 1_000_000),
+    ("2.5", 2_500_000),
+    ("5", 5_000_000),
+    ("10", 10_000_000),
+];
+
+/// One histogram's series. A fine bucket counts under `le` only when all of
+/// it is at or below `le`, so each exposed bucket is exact or slightly low
+/// (never counts a request slower than its bound).
+fn render_histogram(out: &mut String, labels: &str, v: &VersionMetrics) {
+    let counts = v.latency_counts();
+    let total: u64 = counts.iter().sum();
+    let mut cumulative = 0u64;
+    let mut index = 0usize;
+    for (le, le_micros) in LE_BOUNDS {
+        while index < counts.len() && bucket_upper_micros(index) <= le_micros {
+            cumulative += counts[index];
+            index += 1;
+        }
+        let _ = writeln!(
+            out,
+            "sluice_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {cumulative}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "sluice_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {total}"
+    );
+    let sum_seconds = v.latency_sum_micros.load(Relaxed) as f64 / 1e6;
+    let _ = writeln!(
+        out,
+        "sluice_request_duration_seconds_sum{{{labels}}} {sum_seconds}"
+    );
+    let _ = writeln!(
+        out,
+        "sluice_request_duration_seconds_count{{{labels}}} {total}"
+    );
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// A label value as the text format wants it: `\`, `"` and newline escaped.
+fn escape_label(value: &str) -> String {
+    let mut escaped = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => escaped.push_str("\\\\"),
+            '"' => escaped.push_str("\\\""),
+            '\n' => escaped.push_str("\\n"),
+            c => escaped.push(c),
+        }
+    }
+    escaped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_is_cumulative_and_shared_across_lookups() {
+        let metrics = Metrics::new();
+        let canary = metrics.version("web", Slot::Canary);
+        canary.record(Duration::from_millis(3), None);
+        canary.record(Duration::from_millis(40), Some(ErrorKind::Timeout));
+        // A rebuilt table gets the same counters.
+        metrics
+            .version("web", Slot::Canary)
+            .record(Duration::from_micros(10), Some(ErrorKind::Status5xx));
+        let window = metrics.snapshot("web", Slot::Canary);
+        assert_eq!(window.requests, 3);
+        assert_eq!(window.errors, 2);
+        assert_eq!(window.latency.count(), 3);
+        assert_eq!(
+            metrics.snapshot("web", Slot::Stable),
+            VersionWindow::default()
+        );
+        assert_eq!(
+            metrics.snapshot("nope", Slot::Canary),
+            VersionWindow::default()
+        );
+    }
+
+    #[test]
+    fn prometheus_text_has_types_buckets_and_escaped_labels() {
+        let metrics = Metrics::new();
+        let v = metrics.version("we\"b\\x", Slot::Stable);
+        v.record(Duration::from_micros(500), None);
+        v.record(Duration::from_millis(20), Some(ErrorKind::Connect));
+        v.record(Duration::from_secs(20), None);
+        let mut out = String::new();
+        metrics.render_prometheus(&mut out);
+        let l = r#"service="we\"b\\x",version="stable""#;
+        for line in [
+            "# TYPE sluice_requests_total counter".to_string(),
+            "# TYPE sluice_request_duration_seconds histogram".to_string(),
+            format!("sluice_requests_total{{{l}}} 3"),
+            format!("sluice_request_errors_total{{{l},kind=\"connect\"}} 1"),
+            format!("sluice_request_errors_total{{{l},kind=\"5xx\"}} 0"),
+            format!("sluice_request_duration_seconds_bucket{{{l},le=\"0.001\"}} 1"),
+            format!("sluice_request_duration_seconds_bucket{{{l},le=\"0.01\"}} 1"),
+            format!("sluice_request_duration_seconds_bucket{{{l},le=\"0.025\"}} 2"),
+            format!("sluice_request_duration_seconds_bucket{{{l},le=\"10\"}} 2"),
+            format!("sluice_request_duration_seconds_bucket{{{l},le=\"+Inf\"}} 3"),
+            format!("sluice_request_duration_seconds_count{{{l}}} 3"),
+            format!("sluice_request_duration_seconds_sum{{{l}}} 20.0205"),
+            format!("sluice_requests_in_flight{{{l}}} 0"),
+        ] {
+            assert!(out.lines().any(|x| x == line), "missing {line:?} in\n{out}");
+        }
+    }
+}
