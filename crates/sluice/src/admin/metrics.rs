@@ -1,0 +1,165 @@
+//! `/metrics`: the proxy's per-version counters and the controller's
+//! rollout gauges in the Prometheus text format. Every name is `sluice_*`
+//! with base units; this file is the list of the controller's names.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use sluice_rollout::Phase;
+
+use super::AdminState;
+
+const PHASES: [Phase; 11] = [
+    Phase::Idle,
+    Phase::Initializing,
+    Phase::Progressing,
+    Phase::Paused,
+    Phase::WaitingPromotion,
+    Phase::Promoting,
+    Phase::Baking,
+    Phase::Succeeded,
+    Phase::RollingBack,
+    Phase::RolledBack,
+    Phase::Failed,
+];
+
+pub async fn render(State(state): State<AdminState>) -> impl IntoResponse {
+    let mut out = String::with_capacity(16 * 1024);
+    state.controller.metrics().render_prometheus(&mut out);
+    let states = state.controller.states();
+
+    gauge_header(
+        &mut out,
+        "sluice_canary_weight_ratio",
+        "Share of the service's traffic routed to the canary (0 to 1).",
+    );
+    for s in &states {
+        let _ = writeln!(
+            out,
+            "sluice_canary_weight_ratio{{service=\"{}\"}} {}",
+            escape(&s.service),
+            s.canary_weight.percent() / 100.0
+        );
+    }
+    gauge_header(
+        &mut out,
+        "sluice_rollout_phase",
+        "1 for the phase the service's current or last rollout is in.",
+    );
+    for s in &states {
+        let current = s.rollout.as_ref().map_or(Phase::Idle, |r| r.phase);
+        for phase in PHASES {
+            let _ = writeln!(
+                out,
+                "sluice_rollout_phase{{service=\"{}\",phase=\"{phase:?}\"}} {}",
+                escape(&s.service),
+                u8::from(phase == current)
+            );
+        }
+    }
+    gauge_header(
+        &mut out,
+        "sluice_rollout_failed_runs",
+        "Failed analysis runs of the service's current or last rollout.",
+    );
+    for s in &states {
+        let failed = s.rollout.as_ref().map_or(0, |r| r.failed_runs);
+        let _ = writeln!(
+            out,
+            "sluice_rollout_failed_runs{{service=\"{}\"}} {failed}",
+            escape(&s.service)
+        );
+    }
+    gauge_header(
+        &mut out,
+        "sluice_rollout_steps_taken",
+        "Steps completed by the service's current or last rollout.",
+    );
+    for s in &states {
+        let taken = s.rollout.as_ref().map_or(0, |r| r.steps_taken);
+        let _ = writeln!(
+            out,
+            "sluice_rollout_steps_taken{{service=\"{}\"}} {taken}",
+            escape(&s.service)
+        );
+    }
+
+    let counters = state.controller.counters();
+    counter_header(
+        &mut out,
+        "sluice_analysis_runs_total",
+        "Analysis runs by verdict.",
+    );
+    for (verdict, value) in [
+        ("pass", &counters.analysis_pass),
+        ("fail", &counters.analysis_fail),
+        ("inconclusive", &counters.analysis_inconclusive),
+    ] {
+        let _ = writeln!(
+            out,
+            "sluice_analysis_runs_total{{verdict=\"{verdict}\"}} {}",
+            value.load(Ordering::Relaxed)
+        );
+    }
+    counter_header(
+        &mut out,
+        "sluice_rollout_decisions_total",
+        "Rollout decisions recorded.",
+    );
+    let _ = writeln!(
+        out,
+        "sluice_rollout_decisions_total {}",
+        counters.decisions.load(Ordering::Relaxed)
+    );
+    counter_header(
+        &mut out,
+        "sluice_config_reloads_total",
+        "Config reloads by result (a failed reload keeps the old config).",
+    );
+    let _ = writeln!(
+        out,
+        "sluice_config_reloads_total{{result=\"success\"}} {}",
+        state.reloads.success.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "sluice_config_reloads_total{{result=\"failure\"}} {}",
+        state.reloads.failure.load(Ordering::Relaxed)
+    );
+    gauge_header(
+        &mut out,
+        "sluice_build_info",
+        "Always 1; the version is a label.",
+    );
+    let _ = writeln!(
+        out,
+        "sluice_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        out,
+    )
+}
+
+fn gauge_header(out: &mut String, name: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+}
+
+fn counter_header(out: &mut String, name: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+}
+
+/// Label values escape backslash, double quote and newline.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}

@@ -1,0 +1,226 @@
+//! The admin API (axum) on its own listener: JSON for rollouts and their
+//! decisions, the operator's actions (behind a bearer token when one is
+//! set), `/metrics`, `/healthz`, `/readyz`. Errors are RFC 9457
+//! `application/problem+json`.
+
+mod metrics;
+mod problem;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use serde::Deserialize;
+use sluice_rollout::Event;
+
+pub use problem::Problem;
+
+use crate::controller::{Controller, Request as ControlRequest};
+use crate::server::{self, ReloadCounters};
+use crate::status::ServiceStatus;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AdminState {
+    pub controller: Arc<Controller>,
+    pub ready: Arc<AtomicBool>,
+    /// Required as `Authorization: Bearer …` on mutating calls when set.
+    pub token: Option<Arc<str>>,
+    /// The config file a reload re-reads (None: reload unsupported, e.g. the demo).
+    pub config_source: Option<PathBuf>,
+    pub reloads: Arc<ReloadCounters>,
+}
+
+pub fn router(state: AdminState) -> Router {
+    let mutating = Router::new()
+        .route("/api/v1/rollouts/{service}/start", post(start))
+        .route("/api/v1/rollouts/{service}/{action}", post(action))
+        .route("/api/v1/config/reload", post(reload))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/readinessz", get(readyz))
+        .route("/metrics", get(metrics::render))
+        .route("/api/v1/rollouts", get(list))
+        .route("/api/v1/rollouts/{service}", get(status))
+        .route("/api/v1/rollouts/{service}/history", get(history))
+        .route("/api/v1/config", get(config))
+        .merge(mutating)
+        .fallback(|method: Method, uri: axum::http::Uri| async move {
+            Problem::new(
+                StatusCode::NOT_FOUND,
+                format!("no admin endpoint {method} {}", uri.path()),
+            )
+        })
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<AdminState>) -> Response {
+    if state.ready.load(Ordering::SeqCst) {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+    }
+}
+
+async fn require_token(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    request: Request,
+    next: Next,
+) -> Response {
+    if let Some(token) = &state.token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
+            return Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "this call changes traffic and needs `Authorization: Bearer <token>` (SLUICE_ADMIN_TOKEN)",
+            )
+            .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn list(State(state): State<AdminState>) -> Json<Vec<ServiceStatus>> {
+    Json(
+        state
+            .controller
+            .states()
+            .iter()
+            .map(ServiceStatus::from_state)
+            .collect(),
+    )
+}
+
+async fn status(
+    State(state): State<AdminState>,
+    Path(service): Path<String>,
+) -> Result<Json<ServiceStatus>, Problem> {
+    let current = state
+        .controller
+        .state(&service)
+        .ok_or_else(|| Problem::not_found(&service))?;
+    let mut status = ServiceStatus::from_state(&current);
+    if let Some(id) = status.rollout_id {
+        status.decisions = state.controller.history(&service, Some(id), None).await?;
+    }
+    Ok(Json(status))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryQuery {
+    rollout: Option<u64>,
+    limit: Option<usize>,
+}
+
+async fn history(
+    State(state): State<AdminState>,
+    Path(service): Path<String>,
+    query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, Problem> {
+    let Query(query) = query.map_err(|e| Problem::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let decisions = state
+        .controller
+        .history(&service, query.rollout, query.limit)
+        .await?;
+    Ok(Json(decisions).into_response())
+}
+
+async fn config(State(state): State<AdminState>) -> Response {
+    let mut config = (*state.controller.config()).clone();
+    if config.admin.token.is_some() {
+        config.admin.token = Some("<redacted>".to_string());
+    }
+    Json(config).into_response()
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct StartBody {
+    /// Canary endpoints; default: the config's canary pool.
+    #[serde(default)]
+    canary: Option<Vec<String>>,
+}
+
+async fn start(
+    State(state): State<AdminState>,
+    Path(service): Path<String>,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    let body: StartBody = if body.iter().all(u8::is_ascii_whitespace) {
+        StartBody::default()
+    } else {
+        problem::parse_json(&body)?
+    };
+    let next = state
+        .controller
+        .request(
+            &service,
+            ControlRequest::Start {
+                canary: body.canary,
+            },
+        )
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(ServiceStatus::from_state(&next))).into_response())
+}
+
+async fn action(
+    State(state): State<AdminState>,
+    Path((service, action)): Path<(String, String)>,
+) -> Result<Response, Problem> {
+    let event = match action.as_str() {
+        "promote" => Event::Promote,
+        "pause" => Event::Pause,
+        "resume" => Event::Resume,
+        "abort" => Event::Abort,
+        other => {
+            return Err(Problem::new(
+                StatusCode::NOT_FOUND,
+                format!("no rollout action {other:?}: use start, promote, pause, resume or abort"),
+            ))
+        }
+    };
+    let next = state
+        .controller
+        .request(&service, ControlRequest::Event(event))
+        .await?;
+    Ok(Json(ServiceStatus::from_state(&next)).into_response())
+}
+
+async fn reload(State(state): State<AdminState>) -> Result<Response, Problem> {
+    let Some(source) = &state.config_source else {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "this sluice was not started from a config file",
+        ));
+    };
+    match server::reload(&state.controller, source, &state.reloads).await {
+        Ok(()) => Ok((
+            StatusCode::OK,
+            Json(serde_json::json!({"reloaded": source})),
+        )
+            .into_response()),
+        Err(e) => Err(Problem::from_reload_error(&e)),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,98 @@
+//! RFC 9457 problem details: every admin API error is
+//! `application/problem+json` with a title, a detail a person can act on,
+//! and for config errors the list of field paths.
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sluice_model::{ConfigError, FieldError};
+
+use crate::controller::ControlError;
+
+/// A problem details object.
+#[derive(Debug, Serialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    title: String,
+    status: u16,
+    detail: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    errors: Vec<FieldError>,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, detail: impl Into<String>) -> Problem {
+        Problem {
+            kind: "about:blank",
+            title: status.canonical_reason().unwrap_or("Error").to_string(),
+            status: status.as_u16(),
+            detail: detail.into(),
+            errors: Vec::new(),
+        }
+    }
+
+    pub fn not_found(service: &str) -> Problem {
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            format!("no service named {service:?}"),
+        )
+    }
+
+    /// A refused reload: 422 with every config error and its path.
+    pub fn from_reload_error(error: &anyhow::Error) -> Problem {
+        let mut problem = Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("config reload refused; the previous config keeps serving: {error:#}"),
+        );
+        if let Some(config_error) = error.downcast_ref::<ConfigError>() {
+            problem.errors = config_error.errors();
+        }
+        problem
+    }
+}
+
+/// Parses a JSON body; an error names where in the body it is.
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let mut problem = Problem::new(
+            StatusCode::BAD_REQUEST,
+            format!("invalid JSON body: {}", e.inner()),
+        );
+        problem.errors = vec![FieldError {
+            path: if path == "." { String::new() } else { path },
+            message: e.inner().to_string(),
+        }];
+        problem
+    })
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&self).unwrap_or_default();
+        (
+            status,
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            body,
+        )
+            .into_response()
+    }
+}
+
+impl From<ControlError> for Problem {
+    fn from(error: ControlError) -> Problem {
+        let status = match &error {
+            ControlError::UnknownService(_) => StatusCode::NOT_FOUND,
+            ControlError::NoRollout { .. } | ControlError::Ended { .. } => StatusCode::CONFLICT,
+            ControlError::NoPlan(_) | ControlError::NoCanary(_) => StatusCode::CONFLICT,
+            ControlError::InvalidEndpoint(_) => StatusCode::BAD_REQUEST,
+            ControlError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ControlError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        Problem::new(status, error.to_string())
+    }
+}

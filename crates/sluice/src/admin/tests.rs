@@ -1,0 +1,242 @@
+//! The admin API in-process (`Router::oneshot`): routes, problem+json,
+//! the token on mutating calls, readiness and `/metrics`.
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use sluice_model::Config;
+use sluice_proxy::{Metrics, Proxy, RouteTable};
+use sluice_store::MemoryStore;
+use tower::ServiceExt;
+
+use super::{router, AdminState};
+use crate::controller::Controller;
+use crate::server::ReloadCounters;
+
+const CONFIG: &str = r#"
+services:
+  - name: web
+    versions:
+      stable: { endpoints: ["127.0.0.1:1"] }
+      canary: { endpoints: ["127.0.0.1:2"] }
+    rollout:
+      interval: 1h
+      step_weights: [10, 50]
+"#;
+
+async fn admin(token: Option<&str>, ready: bool) -> Router {
+    let config = Config::from_yaml(CONFIG).unwrap();
+    let metrics = Metrics::new();
+    let proxy = Proxy::new(
+        &config.proxy,
+        RouteTable::build(&config, &HashMap::new(), &metrics),
+        metrics.clone(),
+    );
+    let controller = Controller::start(
+        Arc::new(config),
+        Arc::new(MemoryStore::new()),
+        proxy,
+        metrics,
+    )
+    .await
+    .unwrap();
+    router(AdminState {
+        controller,
+        ready: Arc::new(AtomicBool::new(ready)),
+        token: token.map(Arc::from),
+        config_source: None,
+        reloads: Arc::new(ReloadCounters::default()),
+    })
+}
+
+async fn call(
+    app: &Router,
+    method: &str,
+    uri: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (StatusCode, String, String) {
+    let mut request = Request::builder().method(method).uri(uri);
+    if let Some(token) = token {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let response = app
+        .clone()
+        .oneshot(request.body(Body::from(body.to_string())).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        content_type,
+        String::from_utf8(body.to_vec()).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn status_lists_the_rollout_the_config_started() {
+    let app = admin(None, true).await;
+    let (status, _, body) = call(&app, "GET", "/api/v1/rollouts", None, "").await;
+    assert_eq!(status, StatusCode::OK);
+    let list: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(list[0]["service"], "web");
+    assert_eq!(list[0]["phase"], "Progressing");
+    assert_eq!(list[0]["weight"], 10.0);
+    let (_, _, body) = call(&app, "GET", "/api/v1/rollouts/web", None, "").await;
+    let one: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(one["decisions"][0]["kind"], "started");
+}
+
+#[tokio::test]
+async fn mutating_calls_need_the_token_and_errors_are_problem_json() {
+    let app = admin(Some("t0ken"), true).await;
+    let (status, content_type, body) =
+        call(&app, "POST", "/api/v1/rollouts/web/pause", None, "").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(content_type, "application/problem+json");
+    let problem: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(problem["status"], 401);
+    assert_eq!(problem["title"], "Unauthorized");
+
+    let (status, _, body) = call(
+        &app,
+        "POST",
+        "/api/v1/rollouts/web/pause",
+        Some("t0ken"),
+        "",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("\"phase\":\"Paused\""), "{body}");
+
+    let (status, content_type, body) = call(
+        &app,
+        "POST",
+        "/api/v1/rollouts/nope/pause",
+        Some("t0ken"),
+        "",
+    )
+    .await;
+    assert_eq!(
+        (status, content_type.as_str()),
+        (StatusCode::NOT_FOUND, "application/problem+json")
+    );
+    assert!(body.contains("no service named \\\"nope\\\""), "{body}");
+
+    let (status, _, body) = call(
+        &app,
+        "POST",
+        "/api/v1/rollouts/web/explode",
+        Some("t0ken"),
+        "",
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body.contains("no rollout action"), "{body}");
+
+    let (status, _, body) = call(
+        &app,
+        "POST",
+        "/api/v1/rollouts/web/start",
+        Some("t0ken"),
+        r#"{"canary": "x"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body.contains("\"path\":\"canary\""),
+        "the error names the field: {body}"
+    );
+
+    let (status, _, body) = call(
+        &app,
+        "POST",
+        "/api/v1/rollouts/web/start",
+        Some("t0ken"),
+        r#"{"canary": ["nohost"]}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("nohost"), "{body}");
+
+    let (status, _, _) = call(&app, "POST", "/api/v1/config/reload", Some("t0ken"), "").await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "no config file to reload from"
+    );
+
+    let (status, _, body) = call(&app, "GET", "/api/v1/nothing", None, "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(
+        body.contains("no admin endpoint GET /api/v1/nothing"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn a_final_rollout_refuses_actions_with_409() {
+    let app = admin(None, true).await;
+    let (status, _, _) = call(&app, "POST", "/api/v1/rollouts/web/abort", None, "").await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, body) = call(&app, "POST", "/api/v1/rollouts/web/promote", None, "").await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(body.contains("already ended"), "{body}");
+}
+
+#[tokio::test]
+async fn readiness_follows_the_latch_and_health_is_always_ok() {
+    let app = admin(None, false).await;
+    assert_eq!(
+        call(&app, "GET", "/readyz", None, "").await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(
+        call(&app, "GET", "/readinessz", None, "").await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(
+        call(&app, "GET", "/healthz", None, "").await.0,
+        StatusCode::OK
+    );
+    let app = admin(None, true).await;
+    assert_eq!(
+        call(&app, "GET", "/readyz", None, "").await.0,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn metrics_show_weight_and_phase() {
+    let app = admin(None, true).await;
+    let (status, content_type, body) = call(&app, "GET", "/metrics", None, "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(content_type.starts_with("text/plain; version=0.0.4"));
+    assert!(
+        body.contains("sluice_canary_weight_ratio{service=\"web\"} 0.1\n"),
+        "{body}"
+    );
+    assert!(
+        body.contains("sluice_rollout_phase{service=\"web\",phase=\"Progressing\"} 1\n"),
+        "{body}"
+    );
+    assert!(
+        body.contains("sluice_rollout_phase{service=\"web\",phase=\"Succeeded\"} 0\n"),
+        "{body}"
+    );
+    assert!(
+        body.contains("# TYPE sluice_config_reloads_total counter"),
+        "{body}"
+    );
+}

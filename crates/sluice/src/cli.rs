@@ -1,0 +1,243 @@
+//! Command-line interface: the commands and their flags, and which module
+//! runs each. Commands that talk to a running sluice go through `client`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::{client, demo, server};
+
+#[derive(Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about = "Progressive delivery in one binary: a traffic-splitting proxy and a rollout controller"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Everything on one machine: demo upstreams, load, proxy, controller, admin API, and a canary rollout.
+    Demo(DemoArgs),
+    /// Run the proxy, the controller and the admin API from a config file.
+    Run {
+        /// The config file (YAML).
+        #[arg(short, long, default_value = "sluice.yaml")]
+        config: PathBuf,
+    },
+    /// Config file tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Operate rollouts through the admin API.
+    Rollout {
+        #[command(subcommand)]
+        command: RolloutCommand,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Check a config and print every error with its field path.
+    Validate {
+        #[arg(short, long, default_value = "sluice.yaml")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Args)]
+pub struct DemoArgs {
+    /// Share of v2's requests answered 500, from 0 to 1 (e.g. 0.3).
+    #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
+    pub canary_error_rate: f64,
+    /// Latency added to each of v2's answers (e.g. 80ms).
+    #[arg(long, default_value = "0ms", value_parser = parse_duration)]
+    pub canary_latency: Duration,
+    /// End when the rollout reaches a final phase (otherwise serve until Ctrl-C).
+    #[arg(long)]
+    pub exit_when_done: bool,
+    /// `json` prints the final rollout status as one JSON object on stdout (progress goes to stderr).
+    #[arg(short, long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    /// Requests per second of the built-in load.
+    #[arg(long, default_value_t = 400)]
+    pub rate: u32,
+    /// Analysis interval of the demo plan.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// Proxy listener (port 0 picks a free one; the default falls back to a free port when busy).
+    #[arg(long)]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Admin API listener (same fallback).
+    #[arg(long)]
+    pub admin: Option<std::net::SocketAddr>,
+}
+
+#[derive(Subcommand)]
+enum RolloutCommand {
+    /// Phase, weight, step and latest checks of one service or all.
+    Status { service: Option<String> },
+    /// Start a rollout of the service's canary (or of the given endpoints).
+    Start {
+        service: String,
+        /// Canary endpoints (host:port, comma-separated); default: the config's canary pool.
+        #[arg(long, value_delimiter = ',')]
+        canary: Vec<String>,
+    },
+    /// Skip the remaining steps and promote the canary now.
+    Promote { service: String },
+    /// Hold the current weight; analysis stops until resume.
+    Pause { service: String },
+    /// Continue a paused rollout (or pass a manual gate).
+    Resume { service: String },
+    /// Send all traffic back to stable at once.
+    Abort { service: String },
+    /// The decisions of the service's rollouts, with reasons.
+    History {
+        service: String,
+        /// Only this rollout (id); default: all.
+        #[arg(long)]
+        rollout: Option<u64>,
+        /// Newest N decisions.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// Live progress of a rollout until it ends (Ctrl-C to stop watching).
+    Watch { service: String },
+}
+
+/// Where the admin API is and how to authenticate.
+#[derive(Args, Clone)]
+pub struct Remote {
+    /// Admin API base URL.
+    #[arg(
+        long,
+        global = true,
+        env = "SLUICE_ADMIN",
+        default_value = "http://127.0.0.1:9090"
+    )]
+    pub admin: String,
+    /// Bearer token for mutating calls.
+    #[arg(
+        long,
+        global = true,
+        env = "SLUICE_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+    /// Output format.
+    #[arg(short, long, global = true, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+fn parse_rate(text: &str) -> Result<f64, String> {
+    let rate: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number"))?;
+    if (0.0..=1.0).contains(&rate) {
+        Ok(rate)
+    } else {
+        Err(format!("{rate} is not a rate between 0 and 1"))
+    }
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    sluice_model::duration::parse(text)
+}
+
+/// Runs the command; the exit code follows the command's own rules.
+pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Demo(args) => runtime()?.block_on(demo::run(args)),
+        Command::Run { config } => runtime()?.block_on(server::run_from_file(config)),
+        Command::Config {
+            command: ConfigCommand::Validate { config },
+        } => Ok(validate(&config)),
+        Command::Rollout { command, remote } => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(rollout(command, remote))
+        }
+    }
+}
+
+/// A tokio runtime with `SLUICE_THREADS` workers (default: one per core).
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Ok(threads) = std::env::var("SLUICE_THREADS") {
+        let threads: usize = threads
+            .parse()
+            .ok()
+            .filter(|n| *n > 0)
+            .with_context(|| format!("SLUICE_THREADS={threads:?} is not a positive number"))?;
+        builder.worker_threads(threads);
+    }
+    Ok(builder.enable_all().build()?)
+}
+
+fn validate(path: &std::path::Path) -> ExitCode {
+    match server::load_config(path) {
+        Ok(config) => {
+            println!(
+                "{}: valid ({} service{}, {} listener{})",
+                path.display(),
+                config.services.len(),
+                if config.services.len() == 1 { "" } else { "s" },
+                config.listeners.len(),
+                if config.listeners.len() == 1 { "" } else { "s" },
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}: invalid", path.display());
+            eprintln!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn rollout(command: RolloutCommand, remote: Remote) -> anyhow::Result<ExitCode> {
+    let api = client::AdminClient::new(&remote)?;
+    match command {
+        RolloutCommand::Status { service } => {
+            client::status(&api, service.as_deref(), remote.output).await
+        }
+        RolloutCommand::Start { service, canary } => {
+            client::start(&api, &service, canary, remote.output).await
+        }
+        RolloutCommand::Promote { service } => {
+            client::action(&api, &service, "promote", remote.output).await
+        }
+        RolloutCommand::Pause { service } => {
+            client::action(&api, &service, "pause", remote.output).await
+        }
+        RolloutCommand::Resume { service } => {
+            client::action(&api, &service, "resume", remote.output).await
+        }
+        RolloutCommand::Abort { service } => {
+            client::action(&api, &service, "abort", remote.output).await
+        }
+        RolloutCommand::History {
+            service,
+            rollout,
+            limit,
+        } => client::history(&api, &service, rollout, limit, remote.output).await,
+        RolloutCommand::Watch { service } => client::watch(&api, &service).await,
+    }
+}

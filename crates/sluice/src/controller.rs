@@ -1,0 +1,545 @@
+//! The controller: one task per service owns that service's state, feeds the
+//! rollout core its events (analysis runs, timers, operator commands), stores
+//! every transition *before* acting on it, then publishes the new routing
+//! snapshot to the proxy. Not for: deciding anything itself — the rules live
+//! in `sluice_rollout` and `sluice_analysis`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use sluice_analysis::{analyse, Window};
+use sluice_model::{Config, Endpoint, Service, Timestamp, Trigger, Weight};
+use sluice_proxy::{Metrics, Proxy, RouteTable, ServiceRouting, Slot};
+use sluice_rollout::{Action, Decision, Event, Phase, ServiceState};
+use sluice_store::{Store, StoreError};
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// Why the controller refused a request.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("no service named {0:?}")]
+    UnknownService(String),
+    #[error("service {service:?} has no rollout in progress")]
+    NoRollout { service: String },
+    #[error("the rollout of {service:?} already ended ({phase:?}); start a new one")]
+    Ended { service: String, phase: Phase },
+    #[error("service {0:?} has no rollout plan in the config (services[].rollout)")]
+    NoPlan(String),
+    #[error("service {0:?} has no canary endpoints to roll out (versions.canary or --canary)")]
+    NoCanary(String),
+    #[error("{0}")]
+    InvalidEndpoint(String),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("the controller is shutting down")]
+    ShuttingDown,
+}
+
+/// What an operator (or a reload) asks of a service.
+pub enum Request {
+    Event(Event),
+    Start { canary: Option<Vec<Endpoint>> },
+    Reconfigure(Arc<Config>),
+}
+
+type Reply = oneshot::Sender<Result<ServiceState, ControlError>>;
+
+/// Counters the controller exports on `/metrics`.
+#[derive(Default)]
+pub struct ControllerMetrics {
+    pub analysis_pass: AtomicU64,
+    pub analysis_fail: AtomicU64,
+    pub analysis_inconclusive: AtomicU64,
+    pub decisions: AtomicU64,
+}
+
+/// State shared by the service tasks.
+struct Shared {
+    store: Arc<dyn Store>,
+    proxy: Arc<Proxy>,
+    metrics: Arc<Metrics>,
+    config: ArcSwap<Config>,
+    routing: Mutex<HashMap<String, ServiceRouting>>,
+    counters: ControllerMetrics,
+}
+
+struct ServiceHandle {
+    requests: mpsc::Sender<(Request, Reply)>,
+    state: watch::Receiver<ServiceState>,
+}
+
+/// The running controller; cheap to share behind an `Arc`.
+pub struct Controller {
+    shared: Arc<Shared>,
+    services: Mutex<HashMap<String, ServiceHandle>>,
+}
+
+// === impl Controller ===
+
+impl Controller {
+    /// Loads (or creates) every service's state, resumes rollouts in
+    /// progress, starts those the config asks for, and publishes the routing.
+    pub async fn start(
+        config: Arc<Config>,
+        store: Arc<dyn Store>,
+        proxy: Arc<Proxy>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Controller>, ControlError> {
+        let shared = Arc::new(Shared {
+            store,
+            proxy,
+            metrics,
+            config: ArcSwap::new(config.clone()),
+            routing: Mutex::new(HashMap::new()),
+            counters: ControllerMetrics::default(),
+        });
+        let controller = Arc::new(Controller {
+            shared,
+            services: Mutex::new(HashMap::new()),
+        });
+        for service in &config.services {
+            controller.add_service(service).await?;
+        }
+        controller.shared.publish();
+        Ok(controller)
+    }
+
+    async fn add_service(&self, service: &Service) -> Result<(), ControlError> {
+        let shared = self.shared.clone();
+        let name = service.name.clone();
+        let store = shared.store.clone();
+        let loaded = blocking(move || store.load(&name)).await?;
+        let (state_tx, state_rx) =
+            watch::channel(loaded.clone().unwrap_or_else(|| initial_state(service)));
+        let (tx, rx) = mpsc::channel(64);
+        let stored_revision = loaded.as_ref().map_or(0, |s| s.revision);
+        let mut task = ServiceTask::new(service.clone(), shared.clone(), state_tx, stored_revision);
+        if loaded.is_none() {
+            task.commit(initial_state(service), Vec::new()).await?;
+        }
+        task.reconcile(service).await?;
+        tokio::spawn(task.run(rx));
+        self.services
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                service.name.clone(),
+                ServiceHandle {
+                    requests: tx,
+                    state: state_rx,
+                },
+            );
+        Ok(())
+    }
+
+    /// Sends a request to the service's task and waits for the new state.
+    pub async fn request(
+        &self,
+        service: &str,
+        request: Request,
+    ) -> Result<ServiceState, ControlError> {
+        let sender = {
+            let services = self.services.lock().unwrap_or_else(|e| e.into_inner());
+            let handle = services
+                .get(service)
+                .ok_or_else(|| ControlError::UnknownService(service.to_string()))?;
+            handle.requests.clone()
+        };
+        let (reply, answer) = oneshot::channel();
+        sender
+            .send((request, reply))
+            .await
+            .map_err(|_| ControlError::ShuttingDown)?;
+        answer.await.map_err(|_| ControlError::ShuttingDown)?
+    }
+
+    /// The latest state of every service, in config order.
+    pub fn states(&self) -> Vec<ServiceState> {
+        let config = self.shared.config.load();
+        let services = self.services.lock().unwrap_or_else(|e| e.into_inner());
+        config
+            .services
+            .iter()
+            .filter_map(|s| services.get(&s.name).map(|h| h.state.borrow().clone()))
+            .collect()
+    }
+
+    pub fn state(&self, service: &str) -> Option<ServiceState> {
+        let services = self.services.lock().unwrap_or_else(|e| e.into_inner());
+        services.get(service).map(|h| h.state.borrow().clone())
+    }
+
+    /// A receiver that sees every new state of the service.
+    pub fn subscribe(&self, service: &str) -> Option<watch::Receiver<ServiceState>> {
+        let services = self.services.lock().unwrap_or_else(|e| e.into_inner());
+        services.get(service).map(|h| h.state.clone())
+    }
+
+    pub async fn history(
+        &self,
+        service: &str,
+        rollout: Option<u64>,
+        limit: Option<usize>,
+    ) -> Result<Vec<Decision>, ControlError> {
+        if self.state(service).is_none() {
+            return Err(ControlError::UnknownService(service.to_string()));
+        }
+        let store = self.shared.store.clone();
+        let service = service.to_string();
+        blocking(move || store.history(&service, rollout, limit)).await
+    }
+
+    pub fn config(&self) -> Arc<Config> {
+        self.shared.config.load_full()
+    }
+
+    pub fn counters(&self) -> &ControllerMetrics {
+        &self.shared.counters
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.shared.metrics
+    }
+
+    /// Applies a new, already validated config: new services start, removed
+    /// ones stop routing, changed canaries start rollouts (trigger `auto`).
+    /// The proxy switches to the new routing in one atomic swap.
+    pub async fn reconfigure(&self, config: Arc<Config>) -> Result<(), ControlError> {
+        self.shared.config.store(config.clone());
+        let existing: Vec<String> = {
+            let services = self.services.lock().unwrap_or_else(|e| e.into_inner());
+            services.keys().cloned().collect()
+        };
+        for name in &existing {
+            if config.service(name).is_none() {
+                self.services
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(name);
+                self.shared
+                    .routing
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(name);
+            }
+        }
+        for service in &config.services {
+            if existing.contains(&service.name) {
+                self.request(&service.name, Request::Reconfigure(config.clone()))
+                    .await?;
+            } else {
+                self.add_service(service).await?;
+            }
+        }
+        self.shared.publish();
+        Ok(())
+    }
+}
+
+// === impl Shared ===
+
+impl Shared {
+    /// Rebuilds the route table from the config and every service's routing, and swaps it in.
+    fn publish(&self) {
+        let routing = self.routing.lock().unwrap_or_else(|e| e.into_inner());
+        let table = RouteTable::build(&self.config.load(), &routing, &self.metrics);
+        self.proxy.publish(table);
+    }
+
+    fn set_routing(&self, state: &ServiceState) {
+        let routing = ServiceRouting {
+            stable: state.stable.clone(),
+            canary: state.canary.clone(),
+            canary_weight: state.canary_weight,
+        };
+        self.routing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(state.service.clone(), routing);
+    }
+}
+
+/// The state of a service sluice has never seen: the config's stable pool, no canary traffic.
+fn initial_state(service: &Service) -> ServiceState {
+    ServiceState {
+        service: service.name.clone(),
+        stable: service.versions.stable.endpoints.clone(),
+        canary: None,
+        canary_weight: Weight::ZERO,
+        rollout: None,
+        revision: 1,
+        config_stable: service.versions.stable.endpoints.clone(),
+    }
+}
+
+/// Runs blocking store I/O off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ControlError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result.map_err(ControlError::Store),
+        Err(_) => Err(ControlError::ShuttingDown),
+    }
+}
+
+/// The task that owns one service's state.
+struct ServiceTask {
+    spec: Service,
+    shared: Arc<Shared>,
+    state: ServiceState,
+    state_tx: watch::Sender<ServiceState>,
+    /// Cumulative counters at the start of the current analysis window.
+    baseline: Window,
+    /// The revision the store holds (0: nothing stored yet).
+    stored_revision: u64,
+}
+
+// === impl ServiceTask ===
+
+impl ServiceTask {
+    fn new(
+        spec: Service,
+        shared: Arc<Shared>,
+        state_tx: watch::Sender<ServiceState>,
+        stored_revision: u64,
+    ) -> ServiceTask {
+        let state = state_tx.borrow().clone();
+        shared.set_routing(&state);
+        let mut task = ServiceTask {
+            spec,
+            shared,
+            state,
+            state_tx,
+            baseline: Window::default(),
+            stored_revision,
+        };
+        task.baseline = task.counters();
+        task
+    }
+
+    async fn run(mut self, mut requests: mpsc::Receiver<(Request, Reply)>) {
+        loop {
+            let wake = self
+                .state
+                .rollout
+                .as_ref()
+                .filter(|r| !r.phase.is_final())
+                .and_then(|r| r.next_wakeup());
+            let sleep = match wake {
+                Some(at) => {
+                    let wait = at.saturating_since(Timestamp::now_system());
+                    tokio::time::sleep(wait)
+                }
+                None => tokio::time::sleep(Duration::from_secs(3600)),
+            };
+            tokio::select! {
+                request = requests.recv() => match request {
+                    Some((request, reply)) => {
+                        let result = self.handle(request).await.map(|()| self.state.clone());
+                        let _ = reply.send(result);
+                    }
+                    None => return,
+                },
+                _ = sleep, if wake.is_some() => {
+                    if let Err(e) = self.on_timer().await {
+                        tracing::error!(service = %self.spec.name, "controller: {e}");
+                        // The state was not stored, so nothing was acted on; retry soon.
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn handle(&mut self, request: Request) -> Result<(), ControlError> {
+        let now = Timestamp::now_system();
+        match request {
+            Request::Event(event) => {
+                let rollout =
+                    self.state
+                        .rollout
+                        .as_ref()
+                        .ok_or_else(|| ControlError::NoRollout {
+                            service: self.spec.name.clone(),
+                        })?;
+                if rollout.phase.is_final() {
+                    return Err(ControlError::Ended {
+                        service: self.spec.name.clone(),
+                        phase: rollout.phase,
+                    });
+                }
+                let (next, actions) = sluice_rollout::step(&self.state, event, now);
+                self.commit(next, actions).await
+            }
+            Request::Start { canary } => {
+                let canary = match canary {
+                    Some(endpoints) => endpoints,
+                    None => self
+                        .spec
+                        .versions
+                        .canary
+                        .as_ref()
+                        .map(|v| v.endpoints.clone())
+                        .ok_or_else(|| ControlError::NoCanary(self.spec.name.clone()))?,
+                };
+                self.start(canary, now).await
+            }
+            Request::Reconfigure(config) => {
+                let spec = config
+                    .service(&self.spec.name)
+                    .cloned()
+                    .ok_or_else(|| ControlError::UnknownService(self.spec.name.clone()))?;
+                self.spec = spec.clone();
+                self.reconcile(&spec).await
+            }
+        }
+    }
+
+    async fn start(&mut self, canary: Vec<Endpoint>, now: Timestamp) -> Result<(), ControlError> {
+        let spec = self
+            .spec
+            .rollout
+            .clone()
+            .ok_or_else(|| ControlError::NoPlan(self.spec.name.clone()))?;
+        if canary.is_empty() {
+            return Err(ControlError::NoCanary(self.spec.name.clone()));
+        }
+        for endpoint in &canary {
+            if endpoint
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u16>().ok())
+                .is_none()
+            {
+                return Err(ControlError::InvalidEndpoint(format!(
+                    "canary endpoint {endpoint:?} is not host:port"
+                )));
+            }
+        }
+        let (next, actions) = sluice_rollout::start(&self.state, &spec, canary, now);
+        self.commit(next, actions).await
+    }
+
+    /// Brings the state in line with the config: a new canary (trigger `auto`) starts a rollout.
+    async fn reconcile(&mut self, spec: &Service) -> Result<(), ControlError> {
+        self.shared.set_routing(&self.state);
+        let config_stable = &spec.versions.stable.endpoints;
+        if *config_stable != self.state.config_stable {
+            tracing::info!(service = %spec.name, stable = ?config_stable, "the config names a new stable pool: serving it");
+            let mut next = self.state.clone();
+            next.stable = config_stable.clone();
+            next.config_stable = config_stable.clone();
+            next.revision += 1;
+            self.commit(next, Vec::new()).await?;
+        }
+        let Some(plan) = &spec.rollout else {
+            return Ok(());
+        };
+        let Some(canary) = &spec.versions.canary else {
+            return Ok(());
+        };
+        if plan.trigger == Trigger::Manual || canary.endpoints == self.state.stable {
+            return Ok(());
+        }
+        let seen = self
+            .state
+            .rollout
+            .as_ref()
+            .is_some_and(|r| r.canary == canary.endpoints);
+        if !seen {
+            tracing::info!(service = %spec.name, canary = ?canary.endpoints, "new canary in the config: starting a rollout");
+            self.start(canary.endpoints.clone(), Timestamp::now_system())
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn on_timer(&mut self) -> Result<(), ControlError> {
+        let now = Timestamp::now_system();
+        let Some(rollout) = &self.state.rollout else {
+            return Ok(());
+        };
+        let event = if rollout.analysis_due(now) {
+            let current = self.counters();
+            let window = Window {
+                stable: current.stable.since(&self.baseline.stable),
+                canary: current.canary.since(&self.baseline.canary),
+            };
+            let run = analyse(&rollout.checks, rollout.min_requests, &window);
+            let counter = match run.verdict {
+                sluice_analysis::Verdict::Pass => &self.shared.counters.analysis_pass,
+                sluice_analysis::Verdict::Fail => &self.shared.counters.analysis_fail,
+                sluice_analysis::Verdict::Inconclusive => {
+                    &self.shared.counters.analysis_inconclusive
+                }
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            self.baseline = current;
+            Event::Analysis(run)
+        } else {
+            Event::Tick
+        };
+        let (next, actions) = sluice_rollout::step(&self.state, event, now);
+        self.commit(next, actions).await
+    }
+
+    fn counters(&self) -> Window {
+        let metrics = &self.shared.metrics;
+        Window {
+            stable: metrics.snapshot(&self.spec.name, Slot::Stable),
+            canary: metrics.snapshot(&self.spec.name, Slot::Canary),
+        }
+    }
+
+    /// Stores the transition, then acts on it (routing), then tells watchers.
+    async fn commit(
+        &mut self,
+        next: ServiceState,
+        actions: Vec<Action>,
+    ) -> Result<(), ControlError> {
+        if next == self.state && actions.is_empty() && next.revision == self.stored_revision {
+            return Ok(());
+        }
+        let decisions: Vec<Decision> = actions
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::Record(d) => Some(d),
+                _ => None,
+            })
+            .collect();
+        let store = self.shared.store.clone();
+        let expected = self.stored_revision;
+        let to_store = next.clone();
+        let to_log = decisions.clone();
+        blocking(move || store.commit(&to_store, expected, &to_log)).await?;
+        self.stored_revision = next.revision;
+        for decision in &decisions {
+            tracing::info!(
+                service = %decision.service,
+                rollout = decision.rollout_id,
+                phase = ?decision.to,
+                weight = %decision.weight,
+                "{:?}: {}",
+                decision.kind,
+                decision.reason
+            );
+        }
+        self.shared
+            .counters
+            .decisions
+            .fetch_add(decisions.len() as u64, Ordering::Relaxed);
+        let weight_changed =
+            next.canary_weight != self.state.canary_weight || next.stable != self.state.stable;
+        self.state = next;
+        self.shared.set_routing(&self.state);
+        self.shared.publish();
+        if weight_changed {
+            // Analysis judges a step on traffic at that step only.
+            self.baseline = self.counters();
+        }
+        self.state_tx.send_replace(self.state.clone());
+        Ok(())
+    }
+}

@@ -1,0 +1,235 @@
+//! `sluice run`: loads the config, opens the store, starts the controller,
+//! the proxy listeners and the admin API, then serves until SIGTERM/Ctrl-C
+//! (draining in-flight requests) and reloads the config on SIGHUP.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use sluice_model::Config;
+use sluice_proxy::{Metrics, Proxy, RouteTable};
+use sluice_store::FileStore;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::admin;
+use crate::controller::Controller;
+
+/// How long in-flight requests may take to finish at shutdown.
+const DRAIN: Duration = Duration::from_secs(10);
+
+/// Reads, parses and validates a config file; `SLUICE_ADMIN_TOKEN` overrides `admin.token`.
+pub fn load_config(path: &Path) -> anyhow::Result<Config> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut config = Config::from_yaml(&text)?;
+    if let Ok(token) = std::env::var("SLUICE_ADMIN_TOKEN") {
+        if !token.is_empty() {
+            config.admin.token = Some(token);
+        }
+    }
+    Ok(config)
+}
+
+/// Outcomes of config reloads, for `/metrics`.
+#[derive(Default)]
+pub struct ReloadCounters {
+    pub success: AtomicU64,
+    pub failure: AtomicU64,
+}
+
+/// A running sluice: where it listens and how to stop it.
+pub struct Running {
+    pub proxy_addrs: Vec<SocketAddr>,
+    pub admin_addr: SocketAddr,
+    pub controller: Arc<Controller>,
+    pub metrics: Arc<Metrics>,
+    pub reloads: Arc<ReloadCounters>,
+    ready: Arc<AtomicBool>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Starts everything; `source` is the file a reload re-reads.
+pub async fn start(config: Config, source: Option<PathBuf>) -> anyhow::Result<Running> {
+    let admin_address = config.admin.address;
+    if !admin_address.ip().is_loopback() && config.admin.token.is_none() {
+        bail!(
+            "refusing to serve the admin API on {admin_address} without a token: anyone who reaches it could \
+             move production traffic. Set SLUICE_ADMIN_TOKEN (or admin.token), or bind it to 127.0.0.1"
+        );
+    }
+    let store = FileStore::open(Path::new(&config.store))
+        .with_context(|| format!("cannot open the store {:?}", config.store))?;
+    let metrics = Metrics::new();
+    let table = RouteTable::build(&config, &HashMap::new(), &metrics);
+    let proxy = Proxy::new(&config.proxy, table, metrics.clone());
+    let config = Arc::new(config);
+    let controller = Controller::start(
+        config.clone(),
+        Arc::new(store),
+        proxy.clone(),
+        metrics.clone(),
+    )
+    .await?;
+
+    let (shutdown, _) = watch::channel(false);
+    let mut tasks = Vec::new();
+    let mut proxy_addrs = Vec::new();
+    for (i, listener) in config.listeners.iter().enumerate() {
+        let socket = TcpListener::bind(listener.address)
+            .await
+            .with_context(|| format!("listeners[{i}]: cannot listen on {}", listener.address))?;
+        proxy_addrs.push(socket.local_addr()?);
+        let tls = match &listener.tls {
+            Some(tls) => Some(
+                sluice_proxy::tls_acceptor(tls).with_context(|| format!("listeners[{i}].tls"))?,
+            ),
+            None => None,
+        };
+        let stop = wait_for(shutdown.subscribe());
+        let proxy = proxy.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = proxy.serve(socket, tls, stop, DRAIN).await {
+                tracing::error!("proxy listener stopped: {e}");
+            }
+        }));
+    }
+
+    let ready = Arc::new(AtomicBool::new(false));
+    let reloads = Arc::new(ReloadCounters::default());
+    let admin_socket = TcpListener::bind(admin_address)
+        .await
+        .with_context(|| format!("admin.address: cannot listen on {admin_address}"))?;
+    let admin_addr = admin_socket.local_addr()?;
+    let router = admin::router(admin::AdminState {
+        controller: controller.clone(),
+        ready: ready.clone(),
+        token: config.admin.token.clone().map(Arc::from),
+        config_source: source,
+        reloads: reloads.clone(),
+    });
+    let stop = wait_for(shutdown.subscribe());
+    tasks.push(tokio::spawn(async move {
+        if let Err(e) = axum::serve(admin_socket, router)
+            .with_graceful_shutdown(stop)
+            .await
+        {
+            tracing::error!("admin API stopped: {e}");
+        }
+    }));
+    ready.store(true, Ordering::SeqCst);
+    Ok(Running {
+        proxy_addrs,
+        admin_addr,
+        controller,
+        metrics,
+        reloads,
+        ready,
+        shutdown,
+        tasks,
+    })
+}
+
+async fn wait_for(mut shutdown: watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+impl Running {
+    /// Stops accepting, reports not-ready, and waits for in-flight requests (bounded).
+    pub async fn stop(self) {
+        self.ready.store(false, Ordering::SeqCst);
+        let _ = self.shutdown.send(true);
+        let all = futures_join(self.tasks);
+        let _ = tokio::time::timeout(DRAIN + Duration::from_secs(1), all).await;
+    }
+}
+
+async fn futures_join(tasks: Vec<JoinHandle<()>>) {
+    for task in tasks {
+        let _ = task.await;
+    }
+}
+
+/// Re-reads the config file and applies it; on any error the old config keeps serving.
+pub async fn reload(
+    controller: &Controller,
+    source: &Path,
+    counters: &ReloadCounters,
+) -> anyhow::Result<()> {
+    let result = async {
+        let config = load_config(source)?;
+        let old = controller.config();
+        if config.listeners != old.listeners
+            || config.admin != old.admin
+            || config.store != old.store
+        {
+            tracing::warn!("listeners, admin and store changes take effect at the next restart");
+        }
+        controller.reconfigure(Arc::new(config)).await?;
+        anyhow::Ok(())
+    }
+    .await;
+    match &result {
+        Ok(()) => {
+            counters.success.fetch_add(1, Ordering::Relaxed);
+            tracing::info!("config reloaded from {}", source.display());
+        }
+        Err(e) => {
+            counters.failure.fetch_add(1, Ordering::Relaxed);
+            tracing::error!("config reload refused, the previous config keeps serving: {e:#}");
+        }
+    }
+    result
+}
+
+/// `sluice run -c FILE`.
+pub async fn run_from_file(path: PathBuf) -> anyhow::Result<ExitCode> {
+    init_logging();
+    let config =
+        load_config(&path).with_context(|| format!("{} is not a valid config", path.display()))?;
+    if config.listeners.is_empty() {
+        bail!(
+            "{}: listeners: at least one listener is needed to serve traffic",
+            path.display()
+        );
+    }
+    let running = start(config, Some(path.clone())).await?;
+    for addr in &running.proxy_addrs {
+        eprintln!("sluice: proxy listening on http://{addr}");
+    }
+    eprintln!(
+        "sluice: admin API on http://{0} (metrics: http://{0}/metrics)",
+        running.admin_addr
+    );
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            _ = hangup.recv() => { let _ = reload(&running.controller, &path, &running.reloads).await; }
+            _ = terminate.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    eprintln!("sluice: shutting down, draining in-flight requests");
+    running.stop().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Logs to stderr; `SLUICE_LOG` (or `RUST_LOG`) sets the filter, default `info`.
+pub fn init_logging() {
+    let filter = std::env::var("SLUICE_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".to_string());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}

@@ -1,0 +1,415 @@
+//! Test support: real upstream servers on loopback, the real `sluice`
+//! binary started on port 0 (killed by PID on drop), an HTTP client, a load
+//! loop and `eventually`. Every wait is bounded.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::Value;
+
+/// How an upstream answers; changeable while it runs.
+#[derive(Default)]
+pub struct Behaviour {
+    /// Answer 500 to one request in `every` (0: never).
+    pub fail_every: AtomicU64,
+    /// Delay before answering, in ms.
+    pub delay_ms: AtomicU64,
+}
+
+/// A real HTTP/1.1 server that answers `name` and counts requests.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub name: &'static str,
+    pub behaviour: Arc<Behaviour>,
+    pub served: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Upstream {
+    pub async fn start(name: &'static str) -> Upstream {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind upstream");
+        let addr = listener.local_addr().unwrap();
+        let behaviour = Arc::new(Behaviour::default());
+        let served = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (b, s, st) = (behaviour.clone(), served.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !st.load(Ordering::Relaxed) {
+                let Ok((socket, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (b, s) = (b.clone(), s.clone());
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: Request<Incoming>| {
+                        let (b, s) = (b.clone(), s.clone());
+                        async move {
+                            let n = s.fetch_add(1, Ordering::Relaxed) + 1;
+                            let delay = b.delay_ms.load(Ordering::Relaxed);
+                            if delay > 0 {
+                                tokio::time::sleep(Duration::from_millis(delay)).await;
+                            }
+                            let every = b.fail_every.load(Ordering::Relaxed);
+                            let status = if every > 0 && n % every == 0 {
+                                500
+                            } else {
+                                200
+                            };
+                            let user = req
+                                .headers()
+                                .get("x-user")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("")
+                                .to_string();
+                            let _ = req.into_body().collect().await;
+                            Ok::<_, Infallible>(
+                                Response::builder()
+                                    .status(status)
+                                    .header("x-upstream", name)
+                                    .header("x-echo-user", user)
+                                    .body(Full::new(Bytes::from(name)))
+                                    .unwrap(),
+                            )
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(socket), service)
+                        .await;
+                });
+            }
+        });
+        Upstream {
+            addr,
+            name,
+            behaviour,
+            served,
+            stop,
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        self.addr.to_string()
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The real binary, started with `run -c FILE`.
+pub struct Sluice {
+    child: Child,
+    pub proxy: SocketAddr,
+    pub admin: SocketAddr,
+    pub dir: PathBuf,
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_sluice")
+}
+
+impl Sluice {
+    /// Writes `config` to `dir/sluice.yaml` and starts sluice on it; waits (bounded) for its listeners.
+    pub fn start(dir: &Path, config: &str) -> Sluice {
+        std::fs::write(dir.join("sluice.yaml"), config).unwrap();
+        Self::start_existing(dir)
+    }
+
+    /// Starts on the config already in `dir` (after a crash, say).
+    pub fn start_existing(dir: &Path) -> Sluice {
+        let mut child = Command::new(binary())
+            .args(["run", "-c"])
+            .arg(dir.join("sluice.yaml"))
+            .current_dir(dir)
+            .env("SLUICE_LOG", "info")
+            .env_remove("SLUICE_ADMIN_TOKEN")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start sluice");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log_writer = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line.clone());
+                log_writer.lock().unwrap().push(line);
+            }
+        });
+        let (mut proxy, mut admin) = (None, None);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while proxy.is_none() || admin.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = match rx.recv_timeout(left) {
+                Ok(line) => line,
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("sluice did not start: {:#?}", log.lock().unwrap());
+                }
+            };
+            if let Some(rest) = line.strip_prefix("sluice: proxy listening on http://") {
+                proxy = Some(rest.trim().parse().unwrap());
+            }
+            if let Some(rest) = line.strip_prefix("sluice: admin API on http://") {
+                admin = Some(rest.split_whitespace().next().unwrap().parse().unwrap());
+            }
+        }
+        Sluice {
+            child,
+            proxy: proxy.unwrap(),
+            admin: admin.unwrap(),
+            dir: dir.to_path_buf(),
+            log,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    pub fn admin_url(&self) -> String {
+        format!("http://{}", self.admin)
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Runs `sluice <args>` against this instance's admin API.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(binary())
+            .args(args)
+            .env("SLUICE_ADMIN", self.admin_url())
+            .env_remove("SLUICE_ADMIN_TOKEN")
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Sluice {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+pub fn client() -> HttpClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// GET with extra headers; returns status, `x-upstream` and body.
+pub async fn get(
+    client: &HttpClient,
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String, String) {
+    let mut request = Request::get(format!("http://{addr}{path}"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = tokio::time::timeout(
+        Duration::from_secs(20),
+        client.request(request.body(Full::new(Bytes::new())).unwrap()),
+    )
+    .await
+    .expect("request timed out")
+    .expect("request failed");
+    let status = response.status().as_u16();
+    let upstream = response
+        .headers()
+        .get("x-upstream")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    (
+        status,
+        upstream,
+        String::from_utf8_lossy(&body).into_owned(),
+    )
+}
+
+/// JSON from the admin API.
+pub async fn admin_json(client: &HttpClient, admin: SocketAddr, path: &str) -> Value {
+    let (status, _, body) = get(client, admin, path, &[]).await;
+    assert!(status < 500, "GET {path}: {status} {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {body}"))
+}
+
+pub async fn admin_post(
+    client: &HttpClient,
+    admin: SocketAddr,
+    path: &str,
+    token: Option<&str>,
+) -> (u16, Value) {
+    let mut request = Request::post(format!("http://{admin}{path}"));
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let response = client
+        .request(request.body(Full::new(Bytes::new())).unwrap())
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+/// Polls `check` every 100 ms until it returns Some, or panics after `limit` with `what`.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Counts of a background load.
+#[derive(Default)]
+pub struct LoadCounts {
+    pub ok: AtomicU64,
+    pub upstream_errors: AtomicU64,
+    /// Requests that failed at the transport or got a status sluice made up (not the upstream's).
+    pub failed: AtomicU64,
+    pub failures: Mutex<Vec<String>>,
+}
+
+/// Sends requests from `concurrency` loops until `stop`, each with a distinct `x-user`.
+pub fn spawn_load(
+    addr: SocketAddr,
+    concurrency: usize,
+    pause: Duration,
+    stop: Arc<AtomicBool>,
+) -> (Arc<LoadCounts>, Vec<tokio::task::JoinHandle<()>>) {
+    let counts = Arc::new(LoadCounts::default());
+    let client = client();
+    let tasks = (0..concurrency)
+        .map(|worker| {
+            let (counts, client, stop) = (counts.clone(), client.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let user = format!("user-{worker}-{}", n % 50);
+                    let request = Request::get(format!("http://{addr}/"))
+                        .header("x-user", user)
+                        .body(Full::new(Bytes::new()))
+                        .unwrap();
+                    match tokio::time::timeout(Duration::from_secs(20), client.request(request))
+                        .await
+                    {
+                        Ok(Ok(response)) => {
+                            let status = response.status().as_u16();
+                            let from_upstream = response.headers().contains_key("x-upstream");
+                            let _ = response.into_body().collect().await;
+                            if status == 200 {
+                                counts.ok.fetch_add(1, Ordering::Relaxed);
+                            } else if from_upstream {
+                                counts.upstream_errors.fetch_add(1, Ordering::Relaxed);
+                            } else {
+                                counts.failed.fetch_add(1, Ordering::Relaxed);
+                                counts
+                                    .failures
+                                    .lock()
+                                    .unwrap()
+                                    .push(format!("status {status}"));
+                            }
+                        }
+                        Ok(Err(e)) => {
+                            counts.failed.fetch_add(1, Ordering::Relaxed);
+                            counts.failures.lock().unwrap().push(e.to_string());
+                        }
+                        Err(_) => {
+                            counts.failed.fetch_add(1, Ordering::Relaxed);
+                            counts.failures.lock().unwrap().push("timeout".to_string());
+                        }
+                    }
+                    if !pause.is_zero() {
+                        tokio::time::sleep(pause).await;
+                    }
+                }
+            })
+        })
+        .collect();
+    (counts, tasks)
+}
+
+/// A canary service config; `rollout` is the YAML of the rollout block (indented 4 spaces).
+pub fn service_config(stable: &str, canary: &str, rollout: &str) -> String {
+    format!(
+        r#"listeners:
+  - address: 127.0.0.1:0
+admin:
+  address: 127.0.0.1:0
+store: sluice.db
+services:
+  - name: web
+    versions:
+      stable: {{ endpoints: ["{stable}"] }}
+      canary: {{ endpoints: ["{canary}"] }}
+    routing:
+      sticky: {{ header: x-user }}
+    rollout:
+{rollout}"#
+    )
+}
+
+/// The phase of the service's rollout from the admin API.
+pub async fn phase(client: &HttpClient, admin: SocketAddr) -> String {
+    admin_json(client, admin, "/api/v1/rollouts/web").await["phase"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}

@@ -1,0 +1,237 @@
+//! End to end: the real binary, real upstreams on loopback, real load; a
+//! rollout promotes a healthy canary and rolls back a bad one by itself,
+//! and resumes at the same step after kill -9.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+const FAST_PLAN: &str = "      interval: 500ms
+      threshold: 2
+      step_weights: [20, 50]
+      min_requests: 10
+      checks:
+        - metric: success_rate
+          min: 95
+        - metric: latency
+          percentile: 99
+          max: 150ms
+";
+
+async fn decisions(client: &HttpClient, sluice: &Sluice) -> Vec<Value> {
+    admin_json(client, sluice.admin, "/api/v1/rollouts/web/history")
+        .await
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+async fn wait_final(client: &HttpClient, sluice: &Sluice, limit: Duration) -> Value {
+    eventually(limit, "a final phase", || async {
+        let status = admin_json(client, sluice.admin, "/api/v1/rollouts/web").await;
+        matches!(
+            status["phase"].as_str(),
+            Some("Succeeded" | "RolledBack" | "Failed")
+        )
+        .then_some(status)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthy_canary_is_promoted() {
+    let (v1, v2) = (Upstream::start("v1").await, Upstream::start("v2").await);
+    let dir = tempfile::tempdir().unwrap();
+    let plan = FAST_PLAN.replace("threshold: 2", "threshold: 3");
+    let sluice = Sluice::start(
+        dir.path(),
+        &service_config(&v1.endpoint(), &v2.endpoint(), &plan),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let (counts, _tasks) = spawn_load(sluice.proxy, 4, Duration::from_millis(5), stop.clone());
+    let client = client();
+
+    let status = wait_final(&client, &sluice, Duration::from_secs(60)).await;
+    stop.store(true, Ordering::Relaxed);
+    assert_eq!(
+        status["phase"],
+        "Succeeded",
+        "{status:#}\n{}",
+        sluice.log_text()
+    );
+    assert_eq!(
+        status["stable"],
+        serde_json::json!([v2.endpoint()]),
+        "the canary pool became stable"
+    );
+    assert_eq!(status["weight"], 0.0);
+    assert_eq!(status["steps_taken"], 2);
+    let kinds: Vec<String> = decisions(&client, &sluice)
+        .await
+        .iter()
+        .map(|d| d["kind"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(kinds.first().map(String::as_str), Some("started"));
+    assert_eq!(kinds.last().map(String::as_str), Some("promoted"));
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "advanced").count(),
+        1,
+        "{kinds:?}"
+    );
+
+    // After promotion every request goes to v2, the new stable.
+    let served_before = v1.served.load(Ordering::Relaxed);
+    for _ in 0..200 {
+        let (status, upstream, _) = get(&client, sluice.proxy, "/", &[]).await;
+        assert_eq!((status, upstream.as_str()), (200, "v2"));
+    }
+    assert_eq!(v1.served.load(Ordering::Relaxed), served_before);
+    assert_eq!(
+        counts.failed.load(Ordering::Relaxed),
+        0,
+        "{:?}",
+        counts.failures.lock().unwrap()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_with_20_percent_errors_is_rolled_back_within_the_threshold() {
+    let (v1, v2) = (Upstream::start("v1").await, Upstream::start("v2").await);
+    v2.behaviour.fail_every.store(5, Ordering::Relaxed);
+    let dir = tempfile::tempdir().unwrap();
+    let sluice = Sluice::start(
+        dir.path(),
+        &service_config(&v1.endpoint(), &v2.endpoint(), FAST_PLAN),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let _load = spawn_load(sluice.proxy, 4, Duration::from_millis(5), stop.clone());
+    let client = client();
+
+    let status = wait_final(&client, &sluice, Duration::from_secs(60)).await;
+    stop.store(true, Ordering::Relaxed);
+    assert_eq!(status["phase"], "RolledBack", "{status:#}");
+    assert_eq!(status["weight"], 0.0);
+    assert_eq!(
+        status["failed_runs"], 2,
+        "rolled back exactly at the threshold"
+    );
+    assert_eq!(status["stable"], serde_json::json!([v1.endpoint()]));
+    let history = decisions(&client, &sluice).await;
+    let rollback = history.last().unwrap();
+    assert_eq!(rollback["kind"], "rolled_back");
+    let reason = rollback["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("success_rate") && reason.contains("80."),
+        "the reason names the check and its value: {reason}"
+    );
+
+    // Back on stable: nothing reaches v2 any more.
+    let served = v2.served.load(Ordering::Relaxed);
+    for _ in 0..200 {
+        assert_eq!(get(&client, sluice.proxy, "/", &[]).await.1, "v1");
+    }
+    assert_eq!(v2.served.load(Ordering::Relaxed), served);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_200ms_slower_fails_the_latency_check() {
+    let (v1, v2) = (Upstream::start("v1").await, Upstream::start("v2").await);
+    v2.behaviour.delay_ms.store(200, Ordering::Relaxed);
+    let dir = tempfile::tempdir().unwrap();
+    let sluice = Sluice::start(
+        dir.path(),
+        &service_config(&v1.endpoint(), &v2.endpoint(), FAST_PLAN),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let _load = spawn_load(sluice.proxy, 8, Duration::from_millis(5), stop.clone());
+    let client = client();
+
+    let status = wait_final(&client, &sluice, Duration::from_secs(60)).await;
+    stop.store(true, Ordering::Relaxed);
+    assert_eq!(status["phase"], "RolledBack", "{status:#}");
+    let history = decisions(&client, &sluice).await;
+    let failed: Vec<&Value> = history
+        .iter()
+        .filter(|d| d["kind"] == "check_failed" || d["kind"] == "rolled_back")
+        .collect();
+    assert!(!failed.is_empty());
+    for decision in failed {
+        let checks = decision["analysis"]["checks"].as_array().unwrap();
+        let latency = checks.iter().find(|c| c["name"] == "latency_p99").unwrap();
+        assert_eq!(latency["verdict"], "fail", "{latency:#}");
+        assert!(latency["value"].as_f64().unwrap() >= 200.0, "{latency:#}");
+        let success = checks.iter().find(|c| c["name"] == "success_rate").unwrap();
+        assert_eq!(
+            success["verdict"], "pass",
+            "only latency is wrong: {success:#}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_rollout_resumes_at_the_same_step() {
+    let (v1, v2) = (Upstream::start("v1").await, Upstream::start("v2").await);
+    let dir = tempfile::tempdir().unwrap();
+    let plan = "      interval: 700ms
+      threshold: 3
+      step_weights: [10, 20, 30, 40, 50, 60]
+      min_requests: 5
+      checks:
+        - metric: success_rate
+          min: 90
+";
+    let client = client();
+    let sluice = Sluice::start(
+        dir.path(),
+        &service_config(&v1.endpoint(), &v2.endpoint(), plan),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let _load = spawn_load(sluice.proxy, 4, Duration::from_millis(5), stop.clone());
+    let before = eventually(Duration::from_secs(60), "two steps taken", || async {
+        let status = admin_json(&client, sluice.admin, "/api/v1/rollouts/web").await;
+        (status["steps_taken"].as_u64().unwrap_or(0) >= 2).then_some(status)
+    })
+    .await;
+    sluice.kill9();
+    stop.store(true, Ordering::Relaxed);
+
+    let sluice = Sluice::start_existing(dir.path());
+    let after = admin_json(&client, sluice.admin, "/api/v1/rollouts/web").await;
+    assert_eq!(
+        after["rollout_id"], before["rollout_id"],
+        "the same rollout, not a new one"
+    );
+    assert!(
+        after["steps_taken"].as_u64() >= before["steps_taken"].as_u64(),
+        "{before:#} vs {after:#}"
+    );
+    assert_eq!(after["phase"], "Progressing");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let _load = spawn_load(sluice.proxy, 4, Duration::from_millis(5), stop.clone());
+    let status = wait_final(&client, &sluice, Duration::from_secs(60)).await;
+    stop.store(true, Ordering::Relaxed);
+    assert_eq!(status["phase"], "Succeeded", "{status:#}");
+    assert_eq!(status["steps_taken"], 6);
+
+    // The log has one start, every step once, in order, with contiguous sequence numbers.
+    let history = decisions(&client, &sluice).await;
+    let seqs: Vec<u64> = history.iter().map(|d| d["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (0..history.len() as u64).collect::<Vec<_>>());
+    assert_eq!(history.iter().filter(|d| d["kind"] == "started").count(), 1);
+    let advanced: Vec<f64> = history
+        .iter()
+        .filter(|d| d["kind"] == "advanced")
+        .map(|d| d["weight"].as_f64().unwrap())
+        .collect();
+    assert_eq!(
+        advanced,
+        [20.0, 30.0, 40.0, 50.0, 60.0],
+        "no step skipped or taken twice"
+    );
+}
