@@ -178,16 +178,28 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// A tokio runtime with `SLUICE_THREADS` workers (default: one per core).
+/// One thread gets the single-threaded scheduler, which skips the
+/// work-stealing machinery nobody can use (as one nginx worker does).
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Ok(threads) = std::env::var("SLUICE_THREADS") {
-        let threads: usize = threads
-            .parse()
-            .ok()
-            .filter(|n| *n > 0)
-            .with_context(|| format!("SLUICE_THREADS={threads:?} is not a positive number"))?;
-        builder.worker_threads(threads);
-    }
+    let threads = match std::env::var("SLUICE_THREADS") {
+        Ok(threads) => Some(
+            threads
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0)
+                .with_context(|| format!("SLUICE_THREADS={threads:?} is not a positive number"))?,
+        ),
+        Err(_) => None,
+    };
+    let mut builder = match threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(n);
+            builder
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     Ok(builder.enable_all().build()?)
 }
 
