@@ -193,15 +193,15 @@ pub async fn watch(api: &AdminClient, service: &str) -> anyhow::Result<ExitCode>
             }
         }
         let analysis = status.last_analysis.as_ref();
-        let stats = |sr, p99| output::LiveStats {
-            requests: 0,
-            success_rate: sr,
-            p99_ms: p99,
+        let stats = |requests, success_rate, p99_ms| output::LiveStats {
+            requests,
+            success_rate,
+            p99_ms,
         };
         let line = output::progress_line(
             &status,
-            analysis.map(|a| stats(a.stable_success_rate, a.stable_p99_ms)),
-            analysis.map(|a| stats(a.canary_success_rate, a.canary_p99_ms)),
+            analysis.map(|a| stats(a.stable_requests, a.stable_success_rate, a.stable_p99_ms)),
+            analysis.map(|a| stats(a.canary_requests, a.canary_success_rate, a.canary_p99_ms)),
         );
         print!("\r\x1b[K{line}");
         std::io::stdout().flush()?;

@@ -27,7 +27,8 @@ pub struct ServiceStatus {
     pub updated_at: Option<Timestamp>,
     pub revision: u64,
     pub last_analysis: Option<AnalysisRun>,
-    /// The rollout's decisions, oldest first (filled where asked for).
+    /// The rollout's decisions, oldest first: the newest 50 from the admin API
+    /// (`/history` has every one), all of them in the demo's final report.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub decisions: Vec<Decision>,
 }

@@ -125,10 +125,22 @@ async fn a_canary_with_20_percent_errors_is_rolled_back_within_the_threshold() {
     let rollback = history.last().unwrap();
     assert_eq!(rollback["kind"], "rolled_back");
     let reason = rollback["reason"].as_str().unwrap();
+    let checks = rollback["analysis"]["checks"].as_array().unwrap();
+    let success = checks.iter().find(|c| c["name"] == "success_rate").unwrap();
+    assert_eq!(success["verdict"], "fail");
+    let value = success["value"].as_f64().unwrap();
     assert!(
-        reason.contains("success_rate") && reason.contains("80."),
-        "the reason names the check and its value: {reason}"
+        (70.0..90.0).contains(&value),
+        "about 80% succeed: {success:#}"
     );
+    let shown: f64 = reason
+        .split("success_rate ")
+        .nth(1)
+        .and_then(|rest| rest.split('%').next())
+        .and_then(|number| number.parse().ok())
+        .unwrap_or_else(|| panic!("the reason names the check and its value: {reason}"));
+    assert!((shown - value).abs() < 0.05, "{shown} vs {value}: {reason}");
+    assert!(reason.contains("is below the minimum 95%"), "{reason}");
 
     // Back on stable: nothing reaches v2 any more.
     let served = v2.served.load(Ordering::Relaxed);

@@ -26,6 +26,9 @@ use crate::controller::{Controller, Request as ControlRequest};
 use crate::server::{self, ReloadCounters};
 use crate::status::ServiceStatus;
 
+/// Decisions shown with a rollout's status (the newest).
+const STATUS_DECISIONS: usize = 50;
+
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AdminState {
@@ -119,7 +122,11 @@ async fn status(
         .ok_or_else(|| Problem::not_found(&service))?;
     let mut status = ServiceStatus::from_state(&current);
     if let Some(id) = status.rollout_id {
-        status.decisions = state.controller.history(&service, Some(id), None).await?;
+        // A long plan records tens of thousands of decisions; `/history` has them all.
+        status.decisions = state
+            .controller
+            .history(&service, Some(id), Some(STATUS_DECISIONS))
+            .await?;
     }
     Ok(Json(status))
 }
