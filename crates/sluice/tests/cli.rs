@@ -8,6 +8,15 @@ use std::time::Duration;
 
 use common::*;
 
+/// `sluice config validate -c PATH`.
+fn validate(path: &std::path::Path) -> std::process::Output {
+    Command::new(binary())
+        .args(["config", "validate", "-c"])
+        .arg(path)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn config_validate_prints_every_error_with_its_path() {
     let dir = tempfile::tempdir().unwrap();
@@ -18,11 +27,7 @@ fn config_validate_prints_every_error_with_its_path() {
     );
     let path = dir.path().join("bad.yaml");
     std::fs::write(&path, bad).unwrap();
-    let output = Command::new(binary())
-        .args(["config", "validate", "-c"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let output = validate(&path);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -41,11 +46,7 @@ fn config_validate_prints_every_error_with_its_path() {
         "      step_weights: [5]\n      wieght: 3\n",
     );
     std::fs::write(&path, unknown).unwrap();
-    let output = Command::new(binary())
-        .args(["config", "validate", "-c"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let output = validate(&path);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -59,11 +60,7 @@ fn config_validate_prints_every_error_with_its_path() {
         "      step_weights: [5, 50]\n",
     );
     std::fs::write(&path, good).unwrap();
-    let output = Command::new(binary())
-        .args(["config", "validate", "-c"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let output = validate(&path);
     assert!(
         output.status.success(),
         "{}",
@@ -79,11 +76,7 @@ fn the_examples_validate() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "yaml") {
             seen += 1;
-            let output = Command::new(binary())
-                .args(["config", "validate", "-c"])
-                .arg(&path)
-                .output()
-                .unwrap();
+            let output = validate(&path);
             assert!(
                 output.status.success(),
                 "{}: {}",
