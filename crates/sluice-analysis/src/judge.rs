@@ -1,22 +1,82 @@
-//! The threshold judge: compares the canary's numbers over one window with
-//! the absolute bounds of the configured checks. Not the statistical judge
-//! (canary versus stable) and not the place that collects the numbers.
+//! The threshold judge: each check compares one value of the canary over
+//! the last window with its bound — absolute (`min: 99`, `max: 500ms`) or
+//! relative to stable over the same window (`max: stable * 1.10`) — and
+//! may require the condition to hold for a while (`for: 5m`). Not the
+//! statistical judge (see `sequential`) and not the place that collects
+//! the numbers: provider values arrive as inputs.
 //!
-//! Too little canary traffic is never a pass: below `min_requests` every
-//! check is inconclusive, so a rollout waits for evidence instead of
-//! advancing on silence.
+//! Evidence rules:
+//! - Too little canary traffic is never a pass: below `min_requests` every
+//!   builtin check is inconclusive, so a rollout waits instead of advancing
+//!   on silence.
+//! - A provider error or missing data is inconclusive, never a pass; after
+//!   `consecutive_error_limit` errors in a row (or at once with
+//!   `on_error: fail`) the check fails. A query error is kept apart from a
+//!   regression in every reason.
+//! - A sustained check (`for: 5m`) whose condition is violated is
+//!   inconclusive ("pending") until the violation has lasted that long,
+//!   measured from the first run that saw it; one good run resets it.
 
-use sluice_model::CheckSpec;
+use serde::{Deserialize, Serialize};
+use sluice_model::{Bound, CheckSpec, Metric, OnError, Provider, Timestamp};
 
 use crate::{AnalysisRun, CheckResult, Verdict, VersionWindow, Window};
 
-/// Judges one window against the checks.
-///
-/// The run fails if any check failed (its reason lists the failing checks'
-/// reasons joined by `; `), is inconclusive if any check was or canary
-/// traffic was below `min_requests`, and passes otherwise, including when
-/// no checks are configured and traffic was enough.
+/// A check's value per version, as a provider measured it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Measured {
+    pub canary: Option<f64>,
+    pub stable: Option<f64>,
+}
+
+/// What a check remembers between runs (stored with the rollout).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckMemory {
+    /// When the current violation was first seen (sustained checks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing_since: Option<Timestamp>,
+    /// Provider errors in a row.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub error_streak: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// Everything one run is judged on besides the checks themselves.
+#[derive(Clone, Copy, Debug)]
+pub struct Inputs<'a> {
+    /// The proxy's counters of both versions over the window.
+    pub window: &'a Window,
+    /// Per check (same index): a provider's values, an error text, or None for builtin checks.
+    pub provided: &'a [Option<Result<Measured, String>>],
+    /// Per check (same index) memory from the previous run; missing entries start empty.
+    pub memory: &'a [CheckMemory],
+    pub now: Timestamp,
+}
+
+/// Judges one window of builtin metrics only (no providers, no memory).
 pub fn analyse(checks: &[CheckSpec], min_requests: u64, window: &Window) -> AnalysisRun {
+    analyse_with(
+        checks,
+        min_requests,
+        &Inputs {
+            window,
+            provided: &[],
+            memory: &[],
+            now: Timestamp::default(),
+        },
+    )
+}
+
+/// Judges one run. The run fails if any check failed (its reason lists the
+/// failing checks' reasons joined by `; `), is inconclusive if any check was
+/// or canary traffic was below `min_requests`, and passes otherwise —
+/// including with no checks and enough traffic. `run.memory` is what the
+/// next run needs.
+pub fn analyse_with(checks: &[CheckSpec], min_requests: u64, inputs: &Inputs) -> AnalysisRun {
+    let window = inputs.window;
     let canary = &window.canary;
     let shortfall = (canary.requests < min_requests).then(|| {
         format!(
@@ -24,22 +84,30 @@ pub fn analyse(checks: &[CheckSpec], min_requests: u64, window: &Window) -> Anal
             canary.requests, min_requests
         )
     });
+    let mut memory = Vec::with_capacity(checks.len());
     let results: Vec<CheckResult> = checks
         .iter()
-        .map(|check| {
-            let mut result = judge_check(check, canary);
-            if let Some(shortfall) = &shortfall {
-                result.verdict = Verdict::Inconclusive;
-                result.reason = format!("{} not judged: {shortfall}", result.name);
-            }
+        .enumerate()
+        .map(|(i, check)| {
+            let previous = inputs.memory.get(i).cloned().unwrap_or_default();
+            let provided = inputs.provided.get(i).and_then(Option::as_ref);
+            let (result, next) = judge_check(
+                check,
+                window,
+                provided,
+                shortfall.as_deref(),
+                previous,
+                inputs.now,
+            );
+            memory.push(next);
             result
         })
         .collect();
 
-    let (verdict, reason) = if let Some(shortfall) = shortfall {
-        (Verdict::Inconclusive, shortfall)
-    } else if results.iter().any(|r| r.verdict == Verdict::Fail) {
+    let (verdict, reason) = if results.iter().any(|r| r.verdict == Verdict::Fail) {
         (Verdict::Fail, join_reasons(&results, Verdict::Fail))
+    } else if let Some(shortfall) = shortfall {
+        (Verdict::Inconclusive, shortfall)
     } else if results.iter().any(|r| r.verdict == Verdict::Inconclusive) {
         (
             Verdict::Inconclusive,
@@ -59,87 +127,214 @@ pub fn analyse(checks: &[CheckSpec], min_requests: u64, window: &Window) -> Anal
         canary_p99_ms: canary.latency_percentile_ms(99.0),
         stable_p99_ms: window.stable.latency_percentile_ms(99.0),
         reason,
+        memory,
     }
 }
 
-fn judge_check(check: &CheckSpec, canary: &VersionWindow) -> CheckResult {
+/// A builtin metric of one version; None without the data to compute it.
+fn builtin_value(metric: Metric, percentile: Option<f64>, version: &VersionWindow) -> Option<f64> {
+    match metric {
+        Metric::SuccessRate => version.success_rate(),
+        Metric::ErrorRate => version.success_rate().map(|rate| 100.0 - rate),
+        Metric::Latency => version.latency_percentile_ms(percentile.unwrap_or(99.0)),
+        Metric::MeanLatency => version.latency.mean().map(|d| d.as_secs_f64() * 1000.0),
+    }
+}
+
+fn judge_check(
+    check: &CheckSpec,
+    window: &Window,
+    provided: Option<&Result<Measured, String>>,
+    shortfall: Option<&str>,
+    memory: CheckMemory,
+    now: Timestamp,
+) -> (CheckResult, CheckMemory) {
     let name = check.display_name();
-    match check {
-        CheckSpec::SuccessRate { min, .. } => {
-            let bound = *min;
-            let value = canary.success_rate();
-            let (verdict, reason) = match value {
-                None => (
-                    Verdict::Inconclusive,
-                    format!("{name}: no canary requests to judge"),
-                ),
-                Some(rate) => {
-                    let failed = canary.errors.min(canary.requests);
-                    let counts =
-                        format!("({failed} of {} canary requests failed)", canary.requests);
-                    if rate < bound {
-                        let shown = shown_below(rate, bound);
-                        let reason = format!(
-                            "{name} {shown}% is below the minimum {}% {counts}",
-                            trim(bound)
-                        );
-                        (Verdict::Fail, reason)
-                    } else {
-                        let shown = shown_at_least(rate, bound);
-                        let reason = format!(
-                            "{name} {shown}% meets the minimum {}% {counts}",
-                            trim(bound)
-                        );
-                        (Verdict::Pass, reason)
-                    }
-                }
-            };
-            CheckResult {
-                name,
-                verdict,
-                value,
-                bound,
-                unit: "percent".to_string(),
-                reason,
+    let unit = check.unit();
+    let mut result = CheckResult {
+        name: name.clone(),
+        verdict: Verdict::Inconclusive,
+        value: None,
+        stable_value: None,
+        bound: None,
+        bound_expr: String::new(),
+        unit: unit.label().to_string(),
+        reason: String::new(),
+    };
+    let measured = match (check.provider(), check.metric) {
+        (Provider::Builtin, Some(metric)) => {
+            if let Some(shortfall) = shortfall {
+                result.reason = format!("{name} not judged: {shortfall}");
+                return (result, memory);
             }
+            Ok(Measured {
+                canary: builtin_value(metric, check.percentile, &window.canary),
+                stable: builtin_value(metric, check.percentile, &window.stable),
+            })
         }
-        CheckSpec::Latency {
-            percentile, max, ..
-        } => {
-            let bound = max.as_secs_f64() * 1000.0;
-            let value = canary.latency_percentile_ms(*percentile);
-            let requests = format!("({} canary requests)", canary.requests);
-            let (verdict, reason) = match value {
-                None => (
-                    Verdict::Inconclusive,
-                    format!("{name}: no latency samples from the canary {requests}"),
+        (Provider::Builtin, None) => Err("no metric configured".to_string()),
+        (Provider::Prometheus, _) => match provided {
+            Some(Ok(measured)) => Ok(*measured),
+            Some(Err(error)) => Err(error.clone()),
+            None => Err("no value was fetched from the provider".to_string()),
+        },
+    };
+    let measured = match measured {
+        Ok(m) => m,
+        Err(error) => return provider_error(check, result, memory, &error),
+    };
+    result.value = measured.canary;
+    result.stable_value = measured.stable;
+    let Some(value) = measured.canary else {
+        result.reason = format!("{name}: no data from the canary{}", counts(check, window));
+        return (result, memory);
+    };
+    let mut next = CheckMemory {
+        failing_since: memory.failing_since,
+        error_streak: 0,
+    };
+    let mut violation = None;
+    let mut shown_bound = None;
+    for (is_min, bound) in [(true, check.min_bound()), (false, check.max_bound())] {
+        let Some(bound) = bound else { continue };
+        let (limit, expr) = match bound {
+            Bound::Absolute(v) => (v, format!("{}{}", trim(v), unit.suffix())),
+            Bound::Relative(factor) => match measured.stable {
+                Some(stable) => (
+                    stable * factor,
+                    format!(
+                        "stable * {} = {}{}",
+                        trim(factor),
+                        shown(stable * factor, |_| true),
+                        unit.suffix()
+                    ),
                 ),
-                Some(ms) if ms > bound => {
-                    let shown = shown_above(ms, bound);
-                    let reason = format!(
-                        "{name} {shown}ms is above the maximum {}ms {requests}",
-                        trim(bound)
-                    );
-                    (Verdict::Fail, reason)
+                None => {
+                    result.reason =
+                        format!("{name}: no stable value to compare with (bound {bound})");
+                    return (result, next);
                 }
-                Some(ms) => {
-                    let shown = shown_at_most(ms, bound);
-                    let reason = format!(
-                        "{name} {shown}ms is within the maximum {}ms {requests}",
-                        trim(bound)
-                    );
-                    (Verdict::Pass, reason)
-                }
-            };
-            CheckResult {
-                name,
-                verdict,
-                value,
-                bound,
-                unit: "ms".to_string(),
-                reason,
-            }
+            },
+        };
+        let broken = if is_min { value < limit } else { value > limit };
+        if broken && violation.is_none() {
+            violation = Some((is_min, limit, expr.clone()));
         }
+        if shown_bound.is_none() || broken {
+            shown_bound = Some((is_min, limit, expr));
+        }
+    }
+    let Some((is_min, limit, expr)) = shown_bound else {
+        result.reason = format!("{name}: no bound configured");
+        return (result, next);
+    };
+    result.bound = Some(limit);
+    result.bound_expr = expr.clone();
+    let suffix = unit.suffix();
+    let Some((is_min, limit, expr)) = violation else {
+        let shown_value = if is_min {
+            shown(value, |v| v >= limit)
+        } else {
+            shown(value, |v| v <= limit)
+        };
+        let word = if is_min {
+            "meets the minimum"
+        } else {
+            "is within the maximum"
+        };
+        result.verdict = Verdict::Pass;
+        result.reason = format!(
+            "{name} {shown_value}{suffix} {word} {expr}{}",
+            counts(check, window)
+        );
+        next.failing_since = None;
+        return (result, next);
+    };
+    let shown_value = if is_min {
+        shown(value, |v| v < limit)
+    } else {
+        shown(value, |v| v > limit)
+    };
+    let word = if is_min {
+        "is below the minimum"
+    } else {
+        "is above the maximum"
+    };
+    let condition = format!(
+        "{name} {shown_value}{suffix} {word} {expr}{}",
+        counts(check, window)
+    );
+    let since = *next.failing_since.get_or_insert(now);
+    match check.sustained {
+        Some(needed) if now.saturating_since(since) < needed => {
+            result.reason = format!(
+                "pending: {condition}, for {} of {}",
+                sluice_model::duration::format(now.saturating_since(since)),
+                sluice_model::duration::format(needed)
+            );
+        }
+        Some(needed) => {
+            result.verdict = Verdict::Fail;
+            result.reason = format!(
+                "{condition}, sustained for {} (needed {})",
+                sluice_model::duration::format(now.saturating_since(since)),
+                sluice_model::duration::format(needed)
+            );
+        }
+        None => {
+            result.verdict = Verdict::Fail;
+            result.reason = condition;
+        }
+    }
+    (result, next)
+}
+
+/// A provider error: inconclusive until the limit, kept apart from a regression.
+fn provider_error(
+    check: &CheckSpec,
+    mut result: CheckResult,
+    memory: CheckMemory,
+    error: &str,
+) -> (CheckResult, CheckMemory) {
+    let streak = memory.error_streak + 1;
+    let limit = check.consecutive_error_limit.max(1);
+    let next = CheckMemory {
+        failing_since: memory.failing_since,
+        error_streak: streak,
+    };
+    if check.on_error == OnError::Fail {
+        result.verdict = Verdict::Fail;
+        result.reason = format!("{}: provider error (on_error: fail): {error}", result.name);
+    } else if streak >= limit {
+        result.verdict = Verdict::Fail;
+        result.reason = format!(
+            "{}: {streak} provider errors in a row (limit {limit}): {error}",
+            result.name
+        );
+    } else {
+        result.reason = format!(
+            "{}: provider error {streak} of {limit} allowed in a row, inconclusive: {error}",
+            result.name
+        );
+    }
+    (result, next)
+}
+
+/// ` (12 of 1200 canary requests failed)` or ` (1200 canary requests)` for builtin checks.
+fn counts(check: &CheckSpec, window: &Window) -> String {
+    let canary = &window.canary;
+    match check.metric {
+        Some(Metric::SuccessRate | Metric::ErrorRate) if check.provider() == Provider::Builtin => {
+            format!(
+                " ({} of {} canary requests failed)",
+                canary.errors.min(canary.requests),
+                canary.requests
+            )
+        }
+        Some(_) if check.provider() == Provider::Builtin => {
+            format!(" ({} canary requests)", canary.requests)
+        }
+        _ => String::new(),
     }
 }
 
@@ -166,22 +361,6 @@ fn pass_reason(checks: usize, canary_requests: u64) -> String {
 // shown with the fewest decimals (one at least, fewer for large latencies)
 // that keep it on the same side of the bound as the verdict.
 
-fn shown_below(value: f64, bound: f64) -> String {
-    shown(value, |v| v < bound)
-}
-
-fn shown_at_least(value: f64, bound: f64) -> String {
-    shown(value, |v| v >= bound)
-}
-
-fn shown_above(value: f64, bound: f64) -> String {
-    shown(value, |v| v > bound)
-}
-
-fn shown_at_most(value: f64, bound: f64) -> String {
-    shown(value, |v| v <= bound)
-}
-
 fn shown(value: f64, holds: impl Fn(f64) -> bool) -> String {
     let first = if value.abs() >= 100.0 { 0 } else { 1 };
     for decimals in first..=6 {
@@ -207,188 +386,4 @@ fn trim_zeros(text: String) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use super::*;
-    use crate::Histogram;
-
-    fn success(min: f64) -> CheckSpec {
-        CheckSpec::SuccessRate { name: None, min }
-    }
-
-    fn p99(max_ms: u64) -> CheckSpec {
-        CheckSpec::Latency {
-            name: None,
-            percentile: 99.0,
-            max: Duration::from_millis(max_ms),
-        }
-    }
-
-    /// `requests` canary requests, `errors` of them failed, all taking `latency_ms`.
-    fn canary(requests: u64, errors: u64, latency_ms: u64) -> Window {
-        let mut latency = Histogram::new();
-        for _ in 0..requests {
-            latency.record(latency_ms * 1000);
-        }
-        Window {
-            stable: VersionWindow::default(),
-            canary: VersionWindow {
-                requests,
-                errors,
-                latency,
-            },
-        }
-    }
-
-    #[test]
-    fn too_little_traffic_is_inconclusive_never_pass() {
-        let run = analyse(&[success(99.0), p99(100)], 20, &canary(7, 0, 5));
-        assert_eq!(run.verdict, Verdict::Inconclusive);
-        assert_eq!(
-            run.reason,
-            "too little traffic: 7 canary requests, 20 needed"
-        );
-        assert!(run
-            .checks
-            .iter()
-            .all(|c| c.verdict == Verdict::Inconclusive));
-        assert_eq!(
-            run.checks[0].reason,
-            "success_rate not judged: too little traffic: 7 canary requests, 20 needed"
-        );
-        // Even a terrible canary with too little traffic is not judged failed.
-        let run = analyse(&[success(99.0)], 20, &canary(7, 7, 5));
-        assert_eq!(run.verdict, Verdict::Inconclusive);
-        // And with no checks at all it is still not a pass.
-        assert_eq!(
-            analyse(&[], 20, &canary(7, 0, 5)).verdict,
-            Verdict::Inconclusive
-        );
-    }
-
-    #[test]
-    fn success_rate_below_minimum_fails_with_numbers() {
-        let run = analyse(&[success(99.0)], 20, &canary(2000, 598, 5));
-        assert_eq!(run.verdict, Verdict::Fail);
-        let check = &run.checks[0];
-        assert_eq!(check.name, "success_rate");
-        assert_eq!(check.unit, "percent");
-        assert_eq!(check.bound, 99.0);
-        assert!((check.value.unwrap() - 70.1).abs() < 1e-9);
-        assert_eq!(
-            check.reason,
-            "success_rate 70.1% is below the minimum 99% (598 of 2000 canary requests failed)"
-        );
-        assert_eq!(run.reason, check.reason);
-    }
-
-    #[test]
-    fn success_rate_just_below_minimum_is_never_shown_equal() {
-        // 99.98% against 99.99%: one decimal would print 100.0.
-        let run = analyse(&[success(99.99)], 20, &canary(10_000, 2, 5));
-        assert_eq!(
-            run.checks[0].reason,
-            "success_rate 99.98% is below the minimum 99.99% (2 of 10000 canary requests failed)"
-        );
-        let run = analyse(&[success(99.0)], 20, &canary(1000, 10, 5));
-        assert_eq!(run.verdict, Verdict::Pass);
-        assert_eq!(
-            run.checks[0].reason,
-            "success_rate 99% meets the minimum 99% (10 of 1000 canary requests failed)"
-        );
-    }
-
-    #[test]
-    fn latency_above_maximum_fails() {
-        let run = analyse(&[p99(100)], 20, &canary(2000, 0, 287));
-        assert_eq!(run.verdict, Verdict::Fail);
-        let check = &run.checks[0];
-        assert_eq!(check.name, "latency_p99");
-        assert_eq!(check.unit, "ms");
-        assert_eq!(check.bound, 100.0);
-        let value = check.value.unwrap();
-        assert!((287.0..=287.0 * 1.0625).contains(&value), "{value}");
-        assert!(check.reason.starts_with("latency_p99 "), "{}", check.reason);
-        assert!(
-            check
-                .reason
-                .ends_with("ms is above the maximum 100ms (2000 canary requests)"),
-            "{}",
-            check.reason
-        );
-    }
-
-    #[test]
-    fn latency_within_maximum_passes_and_no_samples_is_inconclusive() {
-        let run = analyse(&[p99(100)], 20, &canary(2000, 0, 40));
-        assert_eq!(run.verdict, Verdict::Pass);
-        assert!(run.checks[0].reason.contains("is within the maximum 100ms"));
-
-        let mut window = canary(50, 0, 1);
-        window.canary.latency = Histogram::new();
-        let run = analyse(&[p99(100)], 20, &window);
-        assert_eq!(run.verdict, Verdict::Inconclusive);
-        assert_eq!(run.checks[0].value, None);
-        assert_eq!(
-            run.reason,
-            "latency_p99: no latency samples from the canary (50 canary requests)"
-        );
-    }
-
-    #[test]
-    fn run_verdict_combines_checks() {
-        let checks = [success(99.0), p99(100)];
-        let run = analyse(&checks, 20, &canary(1520, 0, 10));
-        assert_eq!(run.verdict, Verdict::Pass);
-        assert_eq!(run.reason, "all 2 checks passed on 1520 canary requests");
-
-        let run = analyse(&checks, 20, &canary(2000, 598, 287));
-        assert_eq!(run.verdict, Verdict::Fail);
-        assert_eq!(run.reason.matches("; ").count(), 1);
-        assert!(run.reason.starts_with("success_rate 70.1% is below"));
-        assert!(run.reason.contains("; latency_p99 "));
-
-        // A failure wins over an inconclusive check.
-        let mut window = canary(2000, 598, 1);
-        window.canary.latency = Histogram::new();
-        let run = analyse(&checks, 20, &window);
-        assert_eq!(run.verdict, Verdict::Fail);
-        assert_eq!(run.checks[1].verdict, Verdict::Inconclusive);
-    }
-
-    #[test]
-    fn no_checks_and_enough_traffic_passes() {
-        let run = analyse(&[], 20, &canary(30, 30, 1));
-        assert_eq!(run.verdict, Verdict::Pass);
-        assert!(run.checks.is_empty());
-    }
-
-    #[test]
-    fn progress_numbers_are_filled() {
-        let mut window = canary(100, 1, 20);
-        window.stable.requests = 900;
-        window.stable.latency.record(10_000);
-        let run = analyse(&[], 20, &window);
-        assert_eq!(run.canary_requests, 100);
-        assert_eq!(run.stable_requests, 900);
-        assert_eq!(run.canary_success_rate, Some(99.0));
-        assert_eq!(run.stable_success_rate, Some(100.0));
-        assert!(run.canary_p99_ms.unwrap() >= 20.0);
-        assert!(run.stable_p99_ms.unwrap() >= 10.0);
-
-        let run = analyse(&[], 0, &Window::default());
-        assert_eq!(run.canary_success_rate, None);
-        assert_eq!(run.canary_p99_ms, None);
-    }
-
-    #[test]
-    fn configured_names_are_used() {
-        let check = CheckSpec::SuccessRate {
-            name: Some("availability".to_string()),
-            min: 99.0,
-        };
-        let run = analyse(&[check], 1, &canary(10, 5, 1));
-        assert!(run.reason.starts_with("availability 50% is below"));
-    }
-}
+mod tests;

@@ -8,7 +8,7 @@ pub mod histogram;
 mod judge;
 
 pub use histogram::Histogram;
-pub use judge::analyse;
+pub use judge::{analyse, analyse_with, CheckMemory, Inputs, Measured};
 
 use serde::{Deserialize, Serialize};
 
@@ -92,8 +92,14 @@ pub struct CheckResult {
     pub verdict: Verdict,
     /// The measured value in the check's unit (percent, or milliseconds), if any.
     pub value: Option<f64>,
-    /// The bound it was compared to, in the same unit.
-    pub bound: f64,
+    /// Stable's value over the same window, when measured (relative bounds need it).
+    #[serde(default)]
+    pub stable_value: Option<f64>,
+    /// The bound it was compared to, in the same unit (a relative bound resolved against stable).
+    pub bound: Option<f64>,
+    /// The bound as configured and resolved, e.g. `stable * 1.1 = 0.55%` or `99%`.
+    #[serde(default)]
+    pub bound_expr: String,
     /// `percent` or `ms`.
     pub unit: String,
     /// One sentence a person reads: what was measured, against what, on how many requests.
@@ -115,6 +121,9 @@ pub struct AnalysisRun {
     pub stable_p99_ms: Option<f64>,
     /// Why this verdict: the failing checks' reasons, or the traffic shortfall.
     pub reason: String,
+    /// Per check, what the next run needs to know (sustained violations, error streaks).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub memory: Vec<CheckMemory>,
 }
 
 #[cfg(test)]

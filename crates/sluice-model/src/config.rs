@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::check::CheckSpec;
+
 /// The whole config file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -27,6 +29,38 @@ pub struct Config {
     /// The services sluice routes and rolls out.
     #[serde(default)]
     pub services: Vec<Service>,
+    /// Where checks get metrics other than the proxy's own.
+    #[serde(default)]
+    pub providers: Providers,
+}
+
+/// Metric providers for checks (`provider: prometheus`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Providers {
+    #[serde(default)]
+    pub prometheus: Option<PrometheusProvider>,
+}
+
+/// A Prometheus server queried through its HTTP API (instant queries).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusProvider {
+    /// Base URL, e.g. `http://127.0.0.1:9090` (http only for now).
+    pub address: String,
+    /// Longest wait for one query; a slower answer makes the check's run inconclusive.
+    #[serde(default = "default_provider_timeout", with = "crate::duration")]
+    pub timeout: Duration,
+    /// Sent as `Authorization: Bearer …`.
+    #[serde(default)]
+    pub bearer_token: Option<String>,
+    /// Name of an environment variable holding the bearer token (wins over `bearer_token`).
+    #[serde(default)]
+    pub bearer_token_env: Option<String>,
+}
+
+fn default_provider_timeout() -> Duration {
+    Duration::from_secs(5)
 }
 
 fn default_store() -> String {
@@ -273,6 +307,14 @@ pub struct RolloutSpec {
     /// The gates checked every interval.
     #[serde(default)]
     pub checks: Vec<CheckSpec>,
+    /// Inconclusive runs in a row (too little traffic, provider errors, a
+    /// sustained condition still pending) after which a run counts as failed.
+    #[serde(default = "default_max_inconclusive")]
+    pub max_inconclusive: u32,
+}
+
+fn default_max_inconclusive() -> u32 {
+    10
 }
 
 fn default_interval() -> Duration {
@@ -311,48 +353,4 @@ pub struct StepSpec {
     pub weight: Option<f64>,
     #[serde(default)]
     pub pause: Option<String>,
-}
-
-/// A gate of the analysis, on the proxy's own metrics of the canary.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "metric", rename_all = "snake_case", deny_unknown_fields)]
-pub enum CheckSpec {
-    /// Share of canary requests that did not fail (5xx, connect error, timeout), in percent.
-    SuccessRate {
-        #[serde(default)]
-        name: Option<String>,
-        /// Lowest acceptable success rate, percent (e.g. `99`).
-        min: f64,
-    },
-    /// A latency percentile of canary requests.
-    Latency {
-        #[serde(default)]
-        name: Option<String>,
-        /// Which percentile, 0 < p < 100 (e.g. `99`).
-        percentile: f64,
-        /// Highest acceptable value (e.g. `500ms`).
-        #[serde(with = "crate::duration")]
-        max: Duration,
-    },
-}
-
-impl CheckSpec {
-    /// The name shown in decisions: the configured one, else derived (`success_rate`, `latency_p99`).
-    pub fn display_name(&self) -> String {
-        match self {
-            CheckSpec::SuccessRate { name, .. } => {
-                name.clone().unwrap_or_else(|| "success_rate".to_string())
-            }
-            CheckSpec::Latency {
-                name, percentile, ..
-            } => name
-                .clone()
-                .unwrap_or_else(|| format!("latency_p{}", trim_float(*percentile))),
-        }
-    }
-}
-
-fn trim_float(v: f64) -> String {
-    let s = format!("{v}");
-    s.strip_suffix(".0").map(str::to_string).unwrap_or(s)
 }

@@ -4,16 +4,18 @@
 //! nothing here does I/O beyond parsing the text it is given.
 #![forbid(unsafe_code)]
 
+pub mod check;
 pub mod config;
 pub mod duration;
 mod time;
 mod validate;
 mod weight;
 
+pub use check::{parse_bound, Bound, BoundSpec, Metric, OnError, Provider, Unit};
 pub use config::{
-    AdminConfig, Balance, CheckSpec, Config, Endpoint, Listener, ProxyConfig, RolloutSpec,
-    RouteMatch, Routing, Service, StepSpec, Sticky, Strategy, TlsConfig, Trigger, Version,
-    Versions,
+    AdminConfig, Balance, CheckSpec, Config, Endpoint, Listener, PrometheusProvider, Providers,
+    ProxyConfig, RolloutSpec, RouteMatch, Routing, Service, StepSpec, Sticky, Strategy, TlsConfig,
+    Trigger, Version, Versions,
 };
 pub use time::Timestamp;
 pub use validate::{ConfigError, FieldError, Step};

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{CheckSpec, Config, RolloutSpec, Service, StepSpec, Version};
+use crate::config::{Config, RolloutSpec, Service, StepSpec, Version};
 use crate::{duration, Weight};
 
 /// One broken rule, at one place in the config.
@@ -98,6 +98,18 @@ impl Config {
         if self.store.trim().is_empty() {
             errors.push("store", "must name a file for the embedded store");
         }
+        let has_prometheus = self.providers.prometheus.is_some();
+        if let Some(prometheus) = &self.providers.prometheus {
+            if !prometheus.address.starts_with("http://") {
+                errors.push(
+                    "providers.prometheus.address",
+                    format!(
+                        "{:?} is not an http:// URL (e.g. http://127.0.0.1:9090)",
+                        prometheus.address
+                    ),
+                );
+            }
+        }
         let mut names = HashSet::new();
         let mut routes = HashSet::new();
         for (i, service) in self.services.iter().enumerate() {
@@ -108,7 +120,7 @@ impl Config {
                     format!("service {:?} is defined twice", service.name),
                 );
             }
-            validate_service(service, &path, &mut errors);
+            validate_service(service, &path, has_prometheus, &mut errors);
             let hosts = if service.route.hosts.is_empty() {
                 vec!["*".to_string()]
             } else {
@@ -141,7 +153,7 @@ fn yaml_message(message: &str) -> String {
     }
 }
 
-fn validate_service(service: &Service, path: &str, errors: &mut Errors) {
+fn validate_service(service: &Service, path: &str, has_prometheus: bool, errors: &mut Errors) {
     if service.name.is_empty()
         || !service
             .name
@@ -204,7 +216,7 @@ fn validate_service(service: &Service, path: &str, errors: &mut Errors) {
         }
     }
     if let Some(rollout) = &service.rollout {
-        validate_rollout(rollout, &format!("{path}.rollout"), errors);
+        validate_rollout(rollout, &format!("{path}.rollout"), has_prometheus, errors);
     }
 }
 
@@ -240,7 +252,7 @@ fn is_header_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-fn validate_rollout(rollout: &RolloutSpec, path: &str, errors: &mut Errors) {
+fn validate_rollout(rollout: &RolloutSpec, path: &str, has_prometheus: bool, errors: &mut Errors) {
     if rollout.interval < Duration::from_millis(100) {
         errors.push(
             format!("{path}.interval"),
@@ -274,33 +286,15 @@ fn validate_rollout(rollout: &RolloutSpec, path: &str, errors: &mut Errors) {
         );
     }
     plan_with_errors(rollout, path, errors);
+    if rollout.max_inconclusive == 0 {
+        errors.push(
+            format!("{path}.max_inconclusive"),
+            "must be at least 1 (inconclusive runs in a row before one counts as failed)",
+        );
+    }
     for (i, check) in rollout.checks.iter().enumerate() {
-        let check_path = format!("{path}.checks[{i}]");
-        match check {
-            CheckSpec::SuccessRate { min, .. } => {
-                if !(0.0..=100.0).contains(min) {
-                    errors.push(
-                        format!("{check_path}.min"),
-                        format!("success rate {min} is not a percentage (0 to 100)"),
-                    );
-                }
-            }
-            CheckSpec::Latency {
-                percentile, max, ..
-            } => {
-                if !(*percentile > 0.0 && *percentile < 100.0) {
-                    errors.push(
-                        format!("{check_path}.percentile"),
-                        format!("percentile {percentile} must be above 0 and below 100"),
-                    );
-                }
-                if max.is_zero() {
-                    errors.push(
-                        format!("{check_path}.max"),
-                        "a latency bound of 0 can never pass",
-                    );
-                }
-            }
+        for (field, message) in check.problems(has_prometheus) {
+            errors.push(format!("{path}.checks[{i}].{field}"), message);
         }
     }
 }

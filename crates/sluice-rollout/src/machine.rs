@@ -13,8 +13,10 @@
 //!   step does not advance (`CheckFailed`). When `failed_runs` reaches
 //!   `threshold` the rollout is rolled back (`RolledBack`): weight 0, the
 //!   canary pool stays in its slot, stable is unchanged.
-//! - **Inconclusive run** (too little traffic, no data): counted, never
-//!   advances, never fails (`Inconclusive`).
+//! - **Inconclusive run** (too little traffic, no data, a provider error, a
+//!   sustained condition still pending): counted, never advances, never
+//!   fails (`Inconclusive`) — until `max_inconclusive` of them in a row,
+//!   when the run counts as failed: waiting for evidence is bounded.
 //! - **Timed pause** `Pause(Some(d))`: the weight is held for `d` from the
 //!   moment the step began; analysis keeps running every interval (failures
 //!   count, passes only hold: `Held`). The first `Tick` or `Analysis` at or
@@ -132,6 +134,9 @@ pub fn start(
         updated_at: now,
         last_analysis: None,
         decisions: 0,
+        max_inconclusive: spec.max_inconclusive,
+        inconclusive_streak: 0,
+        check_memory: Vec::new(),
     };
     enter_current_step(&mut rollout, now);
     let reason = format!(
@@ -212,8 +217,22 @@ struct Change<'a> {
 }
 
 impl Change<'_> {
-    fn analysis(&mut self, rollout: &mut Rollout, run: AnalysisRun) {
+    fn analysis(&mut self, rollout: &mut Rollout, mut run: AnalysisRun) {
         let from = rollout.phase;
+        rollout.check_memory = run.memory.clone();
+        if run.verdict == Verdict::Inconclusive {
+            rollout.inconclusive_streak = rollout.inconclusive_streak.saturating_add(1);
+            if rollout.inconclusive_streak >= rollout.max_inconclusive.max(1) {
+                run.reason = format!(
+                    "{} inconclusive runs in a row (max_inconclusive {}): {}",
+                    rollout.inconclusive_streak, rollout.max_inconclusive, run.reason
+                );
+                run.verdict = Verdict::Fail;
+                rollout.inconclusive_streak = 0;
+            }
+        } else {
+            rollout.inconclusive_streak = 0;
+        }
         rollout.last_analysis = Some(run.clone());
         rollout.next_analysis_at = Some(self.now + rollout.interval);
         let timed_pause = matches!(rollout.current_step(), Some(Step::Pause(Some(_))));

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sluice_analysis::AnalysisRun;
+use sluice_analysis::{AnalysisRun, CheckMemory};
 use sluice_model::{CheckSpec, Endpoint, Step, Timestamp, Weight};
 
 /// Where a rollout is (names as in DESIGN.md; later strategies use the rest).
@@ -74,6 +74,19 @@ pub struct Rollout {
     pub last_analysis: Option<AnalysisRun>,
     /// Number of decisions recorded so far (the next decision's `seq`).
     pub decisions: u64,
+    /// Inconclusive runs in a row after which one counts as failed.
+    #[serde(default = "default_max_inconclusive")]
+    pub max_inconclusive: u32,
+    /// Inconclusive runs in a row so far.
+    #[serde(default)]
+    pub inconclusive_streak: u32,
+    /// What each check remembers between runs (sustained violations, provider error streaks).
+    #[serde(default)]
+    pub check_memory: Vec<CheckMemory>,
+}
+
+fn default_max_inconclusive() -> u32 {
+    10
 }
 
 // === impl Rollout ===

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use sluice_model::{CheckSpec, Step, Timestamp, Weight};
+use sluice_model::{CheckSpec, Metric, Step, Timestamp, Weight};
 use sluice_rollout::{Decision, DecisionKind, Phase, Rollout, ServiceState};
 
 use crate::{Store, StoreError};
@@ -309,14 +309,10 @@ pub fn rollout(service: &str, id: u64) -> Rollout {
         threshold: 3,
         min_requests: 20,
         checks: vec![
-            CheckSpec::SuccessRate {
-                name: None,
-                min: 99.5,
-            },
-            CheckSpec::Latency {
+            CheckSpec::builtin_min(Metric::SuccessRate, 99.5),
+            CheckSpec {
                 name: Some("slow".to_string()),
-                percentile: 99.0,
-                max: Duration::from_millis(250),
+                ..CheckSpec::latency_max(99.0, Duration::from_millis(250))
             },
         ],
         canary: vec!["127.0.0.1:8082".to_string()],
@@ -333,6 +329,9 @@ pub fn rollout(service: &str, id: u64) -> Rollout {
         updated_at: at,
         last_analysis: None,
         decisions: 3,
+        max_inconclusive: 10,
+        inconclusive_streak: 0,
+        check_memory: Vec::new(),
     }
 }
 

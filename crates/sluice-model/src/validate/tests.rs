@@ -146,3 +146,75 @@ fn duplicate_services_and_bad_durations_are_named() {
         "{err}"
     );
 }
+
+const CHECKS: &str = r#"
+providers:
+  prometheus:
+    address: http://127.0.0.1:9091
+services:
+  - name: web
+    versions:
+      stable: { endpoints: ["127.0.0.1:8001"] }
+    rollout:
+      checks:
+        - metric: error_rate
+          max: stable * 1.10
+          for: 2m
+        - metric: latency
+          percentile: 95
+          max: stable * 1.30
+        - metric: mean_latency
+          max: 250ms
+        - name: memory
+          query: process_resident_memory_bytes{job="web-{{version}}"}
+          max: stable * 1.3
+          on_error: fail
+          consecutive_error_limit: 2
+"#;
+
+#[test]
+fn relative_sustained_and_prometheus_checks_parse() {
+    use crate::{Bound, Metric, OnError, Provider};
+    let config = Config::from_yaml(CHECKS).unwrap();
+    let checks = &config.services[0].rollout.as_ref().unwrap().checks;
+    assert_eq!(checks[0].max_bound(), Some(Bound::Relative(1.1)));
+    assert_eq!(checks[0].sustained, Some(Duration::from_secs(120)));
+    assert_eq!(checks[1].display_name(), "latency_p95");
+    assert_eq!(checks[2].metric, Some(Metric::MeanLatency));
+    assert_eq!(checks[2].max_bound(), Some(Bound::Absolute(250.0)));
+    assert_eq!(checks[3].provider(), Provider::Prometheus);
+    assert_eq!(checks[3].on_error, OnError::Fail);
+    assert!(checks[3].needs_stable());
+}
+
+#[test]
+fn check_rules_name_their_fields() {
+    let bad = CHECKS
+        .replace(
+            "    address: http://127.0.0.1:9091\n",
+            "    address: 127.0.0.1:9091\n",
+        )
+        .replace("          percentile: 95\n", "")
+        .replace("max: 250ms", "max: 250")
+        .replace(
+            "        - name: memory\n",
+            "        - provider: prometheus\n",
+        );
+    let errors = Config::from_yaml(&bad).unwrap_err().errors();
+    let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+    assert_eq!(
+        text,
+        [
+            "providers.prometheus.address: \"127.0.0.1:9091\" is not an http:// URL (e.g. http://127.0.0.1:9090)",
+            "services[0].rollout.checks[1].percentile: a latency check needs a percentile (e.g. 99)",
+            "services[0].rollout.checks[2].max: 250 has no unit: write a duration like 250ms",
+            "services[0].rollout.checks[3].name: a prometheus check needs a name (shown in decisions)",
+        ]
+    );
+    let no_provider = CHECKS.replace(
+        "providers:\n  prometheus:\n    address: http://127.0.0.1:9091\n",
+        "",
+    );
+    let errors = Config::from_yaml(&no_provider).unwrap_err().errors();
+    assert_eq!(errors[0].path, "services[0].rollout.checks[3].provider");
+}

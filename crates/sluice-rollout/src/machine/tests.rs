@@ -5,7 +5,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use serde_json::json;
 use sluice_analysis::{analyse, AnalysisRun, Verdict, VersionWindow, Window};
-use sluice_model::{CheckSpec, RolloutSpec, Timestamp, Weight};
+use sluice_model::{CheckSpec, Metric, RolloutSpec, Timestamp, Weight};
 
 use super::*;
 
@@ -51,6 +51,7 @@ fn run(verdict: Verdict) -> AnalysisRun {
         canary_p99_ms: None,
         stable_p99_ms: None,
         reason: format!("test run: {verdict:?}"),
+        memory: Vec::new(),
     }
 }
 
@@ -65,10 +66,7 @@ fn failing_run() -> AnalysisRun {
         },
     };
     analyse(
-        &[CheckSpec::SuccessRate {
-            name: None,
-            min: 99.0,
-        }],
+        &[CheckSpec::builtin_min(Metric::SuccessRate, 99.0)],
         20,
         &window,
     )
@@ -211,7 +209,9 @@ fn failures_reaching_the_threshold_roll_back_with_the_reason() {
 
 #[test]
 fn inconclusive_runs_never_advance() {
-    let spec = spec(json!({"step_weights": [10, 50], "interval": "1m", "threshold": 1}));
+    let spec = spec(
+        json!({"step_weights": [10, 50], "interval": "1m", "threshold": 1, "max_inconclusive": 1000}),
+    );
     let (mut state, _) = start(&service(), &spec, canary(), minutes(0));
     for m in 1..=100 {
         let (next, actions) = accept(
@@ -230,6 +230,57 @@ fn inconclusive_runs_never_advance() {
     );
     assert_eq!((r.inconclusive_runs, r.failed_runs), (100, 0));
     assert_eq!(r.next_analysis_at, Some(minutes(101)));
+}
+
+#[test]
+fn waiting_for_evidence_is_bounded_by_max_inconclusive() {
+    let spec = spec(
+        json!({"step_weights": [10, 50], "interval": "1m", "threshold": 2, "max_inconclusive": 3}),
+    );
+    let (mut state, _) = start(&service(), &spec, canary(), minutes(0));
+    let mut kinds = Vec::new();
+    for m in 1..=6 {
+        let (next, actions) = accept(
+            &state,
+            Event::Analysis(run(Verdict::Inconclusive)),
+            minutes(m),
+        );
+        kinds.push(decisions(&actions)[0].kind);
+        state = next;
+    }
+    use DecisionKind::*;
+    assert_eq!(
+        kinds,
+        [
+            Inconclusive,
+            Inconclusive,
+            CheckFailed,
+            Inconclusive,
+            Inconclusive,
+            RolledBack
+        ]
+    );
+    let r = rollout(&state);
+    assert_eq!((r.phase, r.failed_runs), (Phase::RolledBack, 2));
+    let reason = &r.last_analysis.as_ref().unwrap().reason;
+    assert!(
+        reason.starts_with("3 inconclusive runs in a row (max_inconclusive 3): "),
+        "{reason}"
+    );
+    // A conclusive run resets the count.
+    let (state, _) = start(&service(), &spec, canary(), minutes(0));
+    let (state, _) = accept(
+        &state,
+        Event::Analysis(run(Verdict::Inconclusive)),
+        minutes(1),
+    );
+    let (state, _) = accept(
+        &state,
+        Event::Analysis(run(Verdict::Inconclusive)),
+        minutes(2),
+    );
+    let (state, _) = accept(&state, Event::Analysis(run(Verdict::Pass)), minutes(3));
+    assert_eq!(rollout(&state).inconclusive_streak, 0);
 }
 
 #[test]
