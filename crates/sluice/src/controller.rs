@@ -10,12 +10,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use sluice_analysis::{analyse, Window};
-use sluice_model::{Config, Endpoint, Service, Timestamp, Trigger, Weight};
+use sluice_analysis::{analyse_with, Inputs, Measured, Window};
+use sluice_model::{CheckSpec, Config, Endpoint, Provider, Service, Timestamp, Trigger, Weight};
 use sluice_proxy::{Metrics, Proxy, RouteTable, ServiceRouting, Slot};
 use sluice_rollout::{Action, Decision, Event, Phase, ServiceState};
 use sluice_store::{Store, StoreError};
 use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::providers::prometheus::{self, Prometheus};
 
 /// Why the controller refused a request.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +38,8 @@ pub enum ControlError {
     Store(#[from] StoreError),
     #[error("the controller is shutting down")]
     ShuttingDown,
+    #[error("{0}")]
+    Provider(String),
 }
 
 /// What an operator (or a reload) asks of a service.
@@ -64,6 +68,8 @@ struct Shared {
     config: ArcSwap<Config>,
     routing: Mutex<HashMap<String, ServiceRouting>>,
     counters: ControllerMetrics,
+    /// The configured Prometheus, swapped on reload.
+    prometheus: ArcSwap<Option<Prometheus>>,
 }
 
 struct ServiceHandle {
@@ -95,6 +101,7 @@ impl Controller {
             config: ArcSwap::new(config.clone()),
             routing: Mutex::new(HashMap::new()),
             counters: ControllerMetrics::default(),
+            prometheus: ArcSwap::from_pointee(prometheus_client(&config)?),
         });
         let controller = Arc::new(Controller {
             shared,
@@ -208,6 +215,8 @@ impl Controller {
     /// ones stop routing, changed canaries start rollouts (trigger `auto`).
     /// The proxy switches to the new routing in one atomic swap.
     pub async fn reconfigure(&self, config: Arc<Config>) -> Result<(), ControlError> {
+        let prometheus = prometheus_client(&config)?;
+        self.shared.prometheus.store(Arc::new(prometheus));
         self.shared.config.store(config.clone());
         let existing: Vec<String> = {
             let services = self.services.lock().unwrap_or_else(|e| e.into_inner());
@@ -259,6 +268,15 @@ impl Shared {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(state.service.clone(), routing);
+    }
+}
+
+fn prometheus_client(config: &Config) -> Result<Option<Prometheus>, ControlError> {
+    match &config.providers.prometheus {
+        Some(provider) => Prometheus::new(provider)
+            .map(Some)
+            .map_err(|e| ControlError::Provider(format!("providers.prometheus: {e}"))),
+        None => Ok(None),
     }
 }
 
@@ -467,7 +485,14 @@ impl ServiceTask {
                 stable: current.stable.since(&self.baseline.stable),
                 canary: current.canary.since(&self.baseline.canary),
             };
-            let run = analyse(&rollout.checks, rollout.min_requests, &window);
+            let provided = self.fetch(&rollout.checks, rollout.interval).await;
+            let inputs = Inputs {
+                window: &window,
+                provided: &provided,
+                memory: &rollout.check_memory,
+                now,
+            };
+            let run = analyse_with(&rollout.checks, rollout.min_requests, &inputs);
             let counter = match run.verdict {
                 sluice_analysis::Verdict::Pass => &self.shared.counters.analysis_pass,
                 sluice_analysis::Verdict::Fail => &self.shared.counters.analysis_fail,
@@ -483,6 +508,53 @@ impl ServiceTask {
         };
         let (next, actions) = sluice_rollout::step(&self.state, event, now);
         self.commit(next, actions).await
+    }
+
+    /// Queries the provider of every non-builtin check: the canary's value,
+    /// and stable's when a bound is relative. Errors are kept as text: the
+    /// judge makes them inconclusive (a query error is not a regression).
+    async fn fetch(
+        &self,
+        checks: &[CheckSpec],
+        interval: Duration,
+    ) -> Vec<Option<Result<Measured, String>>> {
+        let client = self.shared.prometheus.load_full();
+        let service = self.spec.name.as_str();
+        let queries = checks.iter().map(|check| {
+            let client = client.clone();
+            async move {
+                if check.provider() != Provider::Prometheus {
+                    return None;
+                }
+                let Some(client) = client.as_ref() else {
+                    return Some(Err(
+                        "no Prometheus is configured (providers.prometheus)".to_string()
+                    ));
+                };
+                let template = check.query.as_deref().unwrap_or_default();
+                let one = |version: &'static str| {
+                    let query = prometheus::render(template, service, version, interval);
+                    async move { client.query(&query).await.map_err(|e| e.to_string()) }
+                };
+                let (canary, stable) = if check.needs_stable() {
+                    let (canary, stable) = tokio::join!(one("canary"), one("stable"));
+                    (canary, stable.map(Some))
+                } else {
+                    (one("canary").await, Ok(None))
+                };
+                Some(canary.and_then(|canary| {
+                    stable.map(|stable| Measured {
+                        canary: Some(canary),
+                        stable,
+                    })
+                }))
+            }
+        });
+        let mut out = Vec::with_capacity(checks.len());
+        for query in queries {
+            out.push(query.await);
+        }
+        out
     }
 
     fn counters(&self) -> Window {

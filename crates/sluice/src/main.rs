@@ -7,6 +7,7 @@ mod client;
 mod controller;
 mod demo;
 mod output;
+mod providers;
 mod server;
 mod status;
 

@@ -92,6 +92,7 @@ impl From<ControlError> for Problem {
             ControlError::InvalidEndpoint(_) => StatusCode::BAD_REQUEST,
             ControlError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ControlError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            ControlError::Provider(_) => StatusCode::UNPROCESSABLE_ENTITY,
         };
         Problem::new(status, error.to_string())
     }

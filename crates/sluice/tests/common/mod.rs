@@ -413,3 +413,4 @@ pub async fn phase(client: &HttpClient, admin: SocketAddr) -> String {
         .unwrap_or("")
         .to_string()
 }
+pub mod prometheus;
