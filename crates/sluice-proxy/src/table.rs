@@ -254,6 +254,7 @@ mod tests {
             store: String::new(),
             proxy: Default::default(),
             services: vec![],
+            providers: Default::default(),
         };
         for line in spec.lines().filter(|l| !l.trim().is_empty()) {
             let parts: Vec<&str> = line.split_whitespace().collect();
