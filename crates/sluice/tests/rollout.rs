@@ -142,6 +142,18 @@ async fn a_canary_with_20_percent_errors_is_rolled_back_within_the_threshold() {
     assert!((shown - value).abs() < 0.05, "{shown} vs {value}: {reason}");
     assert!(reason.contains("is below the minimum 95%"), "{reason}");
 
+    // The verdict is exported with its numbers, in a valid exposition.
+    let (_, _, metrics) = get(&client, sluice.admin, "/metrics", &[]).await;
+    for line in [
+        "sluice_check_verdict{service=\"web\",check=\"success_rate\",verdict=\"fail\"} 1",
+        "sluice_check_bound{service=\"web\",check=\"success_rate\",unit=\"percent\"} 95",
+        &format!("sluice_check_value{{service=\"web\",check=\"success_rate\",unit=\"percent\",version=\"canary\"}} {value}"),
+        "sluice_rollout_phase{service=\"web\",phase=\"RolledBack\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
+    }
+    promtool_check_metrics(&metrics);
+
     // Back on stable: nothing reaches v2 any more.
     let served = v2.served.load(Ordering::Relaxed);
     for _ in 0..200 {

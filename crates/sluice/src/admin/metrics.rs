@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
+use sluice_analysis::Verdict;
 use sluice_rollout::Phase;
 
 use super::AdminState;
@@ -87,6 +88,8 @@ pub async fn render(State(state): State<AdminState>) -> impl IntoResponse {
         );
     }
 
+    render_checks(&mut out, &states);
+
     let counters = state.controller.counters();
     counter_header(
         &mut out,
@@ -146,6 +149,83 @@ pub async fn render(State(state): State<AdminState>) -> impl IntoResponse {
         )],
         out,
     )
+}
+
+/// The latest analysis run's checks: what was measured, against what, and the verdict.
+fn render_checks(out: &mut String, states: &[sluice_rollout::ServiceState]) {
+    let runs: Vec<(&str, &sluice_analysis::AnalysisRun)> = states
+        .iter()
+        .filter_map(|s| {
+            s.rollout
+                .as_ref()
+                .and_then(|r| r.last_analysis.as_ref())
+                .map(|a| (s.service.as_str(), a))
+        })
+        .collect();
+    gauge_header(
+        out,
+        "sluice_check_value",
+        "The latest value of each check, per version, in the check's unit (label `unit`).",
+    );
+    for (service, run) in &runs {
+        for check in &run.checks {
+            let labels = format!(
+                "service=\"{}\",check=\"{}\",unit=\"{}\"",
+                escape(service),
+                escape(&check.name),
+                check.unit
+            );
+            for (version, value) in [("canary", check.value), ("stable", check.stable_value)] {
+                if let Some(value) = value.filter(|v| v.is_finite()) {
+                    let _ = writeln!(
+                        out,
+                        "sluice_check_value{{{labels},version=\"{version}\"}} {value}"
+                    );
+                }
+            }
+        }
+    }
+    gauge_header(
+        out,
+        "sluice_check_bound",
+        "The bound each check was last compared with (relative bounds resolved against stable).",
+    );
+    for (service, run) in &runs {
+        for check in &run.checks {
+            if let Some(bound) = check.bound.filter(|v| v.is_finite()) {
+                let _ = writeln!(
+                    out,
+                    "sluice_check_bound{{service=\"{}\",check=\"{}\",unit=\"{}\"}} {bound}",
+                    escape(service),
+                    escape(&check.name),
+                    check.unit
+                );
+            }
+        }
+    }
+    gauge_header(
+        out,
+        "sluice_check_verdict",
+        "1 for each check's latest verdict (pass, fail, inconclusive).",
+    );
+    for (service, run) in &runs {
+        for check in &run.checks {
+            for verdict in [Verdict::Pass, Verdict::Fail, Verdict::Inconclusive] {
+                let name = match verdict {
+                    Verdict::Pass => "pass",
+                    Verdict::Fail => "fail",
+                    Verdict::Inconclusive => "inconclusive",
+                };
+                let _ = writeln!(
+                    out,
+                    "sluice_check_verdict{{service=\"{}\",check=\"{}\",verdict=\"{name}\"}} {}",
+                    escape(service),
+                    escape(&check.name),
+                    u8::from(check.verdict == verdict)
+                );
+            }
+        }
+    }
 }
 
 fn gauge_header(out: &mut String, name: &str, help: &str) {

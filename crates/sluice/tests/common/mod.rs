@@ -386,6 +386,31 @@ pub fn spawn_load(
     (counts, tasks)
 }
 
+/// `promtool check metrics` (Debian's `prometheus` package) must accept the exposition.
+pub fn promtool_check_metrics(text: &str) {
+    use std::io::Write;
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool is needed (Debian package `prometheus`; scripts/test.sh installs it)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "promtool check metrics: {}{}\n{text}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// A canary service config; `rollout` is the YAML of the rollout block (indented 4 spaces).
 pub fn service_config(stable: &str, canary: &str, rollout: &str) -> String {
     format!(
