@@ -6,6 +6,8 @@
 
 pub mod histogram;
 mod judge;
+pub mod sequential;
+pub mod simulate;
 
 pub use histogram::Histogram;
 pub use judge::{analyse, analyse_with, CheckMemory, Inputs, Measured};

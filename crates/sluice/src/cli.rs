@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::{client, demo, server};
+use crate::{client, demo, server, simulate_cmd};
 
 #[derive(Parser)]
 #[command(
@@ -36,6 +36,11 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Analysis tools.
+    Analysis {
+        #[command(subcommand)]
+        command: AnalysisCommand,
+    },
     /// Operate rollouts through the admin API.
     Rollout {
         #[command(subcommand)]
@@ -51,6 +56,22 @@ enum ConfigCommand {
     Validate {
         #[arg(short, long, default_value = "sluice.yaml")]
         config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum AnalysisCommand {
+    /// Simulate rollouts from a seed and measure each judge's decision quality:
+    /// false rollbacks on identical versions, and the traffic needed to catch each regression.
+    Simulate {
+        /// Independent runs per judge and scenario.
+        #[arg(long, default_value_t = 200)]
+        runs: usize,
+        /// Base seed: the same seed gives the same numbers.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(short, long, value_enum, default_value_t = Output::Table)]
+        output: Output,
     },
 }
 
@@ -168,6 +189,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config {
             command: ConfigCommand::Validate { config },
         } => Ok(validate(&config)),
+        Command::Analysis {
+            command: AnalysisCommand::Simulate { runs, seed, output },
+        } => simulate_cmd::run(runs, seed, output == Output::Json),
         Command::Rollout { command, remote } => {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

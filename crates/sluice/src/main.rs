@@ -9,6 +9,7 @@ mod demo;
 mod output;
 mod providers;
 mod server;
+mod simulate_cmd;
 mod status;
 
 use std::process::ExitCode;
