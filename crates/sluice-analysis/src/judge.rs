@@ -128,6 +128,9 @@ pub fn analyse_with(checks: &[CheckSpec], min_requests: u64, inputs: &Inputs) ->
         stable_p99_ms: window.stable.latency_percentile_ms(99.0),
         reason,
         memory,
+        sequential: None,
+        sequential_state: None,
+        decisive: false,
     }
 }
 

@@ -4,11 +4,13 @@
 //! samples (the proxy's counters, later Prometheus) and pass them in.
 #![forbid(unsafe_code)]
 
+mod decide;
 pub mod histogram;
 mod judge;
 pub mod sequential;
 pub mod simulate;
 
+pub use decide::{decide, sequential_config};
 pub use histogram::Histogram;
 pub use judge::{analyse, analyse_with, CheckMemory, Inputs, Measured};
 
@@ -126,6 +128,17 @@ pub struct AnalysisRun {
     /// Per check, what the next run needs to know (sustained violations, error streaks).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub memory: Vec<CheckMemory>,
+    /// The sequential judge's outcome, when the rollout uses it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequential: Option<sequential::SequentialOutcome>,
+    /// The sequential judge's evidence after this run, for the rollout to keep
+    /// (stored with the rollout, not with every decision).
+    #[serde(skip)]
+    pub sequential_state: Option<sequential::SequentialState>,
+    /// A failure that rolls back at once, without counting toward `threshold`:
+    /// the sequential judge's, whose false-rollback rate is already bounded by alpha.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub decisive: bool,
 }
 
 #[cfg(test)]

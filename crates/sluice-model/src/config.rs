@@ -311,6 +311,68 @@ pub struct RolloutSpec {
     /// sustained condition still pending) after which a run counts as failed.
     #[serde(default = "default_max_inconclusive")]
     pub max_inconclusive: u32,
+    /// Who decides each run: `threshold` (the checks), `sequential` (canary
+    /// against stable, anytime-valid), or `both`.
+    #[serde(default)]
+    pub judge: Judge,
+    /// Settings of the sequential judge.
+    #[serde(default)]
+    pub sequential: SequentialSpec,
+}
+
+/// Which judge decides an analysis run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Judge {
+    /// The checks' bounds, run by run (failed runs count toward `threshold`).
+    #[default]
+    Threshold,
+    /// The sequential test alone: a failure rolls back at once; no evidence of harm advances.
+    Sequential,
+    /// Either can fail the run; both must let it pass.
+    Both,
+}
+
+/// The sequential judge's settings (see docs/analysis.md).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SequentialSpec {
+    /// Bound on the false-rollback rate over the whole rollout, however often it looks (0 < alpha <= 0.5).
+    #[serde(default = "default_alpha")]
+    pub alpha: f64,
+    /// How much higher than stable's the canary's error rate may be, in percent (0 to 400).
+    #[serde(default = "default_error_margin")]
+    pub error_margin: f64,
+    /// How much larger than stable's the canary's share of slow requests may be, in percent (0 to 400).
+    #[serde(default = "default_latency_margin")]
+    pub latency_margin: f64,
+    /// The latency percentile whose exceedances are compared (50 to 99.9).
+    #[serde(default = "default_latency_percentile")]
+    pub latency_percentile: f64,
+}
+
+fn default_alpha() -> f64 {
+    0.01
+}
+fn default_error_margin() -> f64 {
+    5.0
+}
+fn default_latency_margin() -> f64 {
+    25.0
+}
+fn default_latency_percentile() -> f64 {
+    99.0
+}
+
+impl Default for SequentialSpec {
+    fn default() -> Self {
+        SequentialSpec {
+            alpha: default_alpha(),
+            error_margin: default_error_margin(),
+            latency_margin: default_latency_margin(),
+            latency_percentile: default_latency_percentile(),
+        }
+    }
 }
 
 fn default_max_inconclusive() -> u32 {

@@ -13,9 +13,9 @@ mod weight;
 
 pub use check::{parse_bound, Bound, BoundSpec, Metric, OnError, Provider, Unit};
 pub use config::{
-    AdminConfig, Balance, CheckSpec, Config, Endpoint, Listener, PrometheusProvider, Providers,
-    ProxyConfig, RolloutSpec, RouteMatch, Routing, Service, StepSpec, Sticky, Strategy, TlsConfig,
-    Trigger, Version, Versions,
+    AdminConfig, Balance, CheckSpec, Config, Endpoint, Judge, Listener, PrometheusProvider,
+    Providers, ProxyConfig, RolloutSpec, RouteMatch, Routing, SequentialSpec, Service, StepSpec,
+    Sticky, Strategy, TlsConfig, Trigger, Version, Versions,
 };
 pub use time::Timestamp;
 pub use validate::{ConfigError, FieldError, Step};

@@ -292,6 +292,41 @@ fn validate_rollout(rollout: &RolloutSpec, path: &str, has_prometheus: bool, err
             "must be at least 1 (inconclusive runs in a row before one counts as failed)",
         );
     }
+    let sequential = &rollout.sequential;
+    let ranges = [
+        (
+            "alpha",
+            sequential.alpha,
+            sequential.alpha > 0.0 && sequential.alpha <= 0.5,
+            "above 0 and at most 0.5",
+        ),
+        (
+            "error_margin",
+            sequential.error_margin,
+            (0.0..=400.0).contains(&sequential.error_margin),
+            "from 0 to 400 (percent)",
+        ),
+        (
+            "latency_margin",
+            sequential.latency_margin,
+            (0.0..=400.0).contains(&sequential.latency_margin),
+            "from 0 to 400 (percent)",
+        ),
+        (
+            "latency_percentile",
+            sequential.latency_percentile,
+            (50.0..=99.9).contains(&sequential.latency_percentile),
+            "from 50 to 99.9",
+        ),
+    ];
+    for (field, value, ok, rule) in ranges {
+        if !ok {
+            errors.push(
+                format!("{path}.sequential.{field}"),
+                format!("{value} must be {rule}"),
+            );
+        }
+    }
     for (i, check) in rollout.checks.iter().enumerate() {
         for (field, message) in check.problems(has_prometheus) {
             errors.push(format!("{path}.checks[{i}].{field}"), message);

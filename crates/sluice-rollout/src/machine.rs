@@ -13,6 +13,8 @@
 //!   step does not advance (`CheckFailed`). When `failed_runs` reaches
 //!   `threshold` the rollout is rolled back (`RolledBack`): weight 0, the
 //!   canary pool stays in its slot, stable is unchanged.
+//! - **Decisive failure** (the sequential judge's: its false-rollback rate
+//!   is already bounded by alpha): rolls back at once (`RolledBack`).
 //! - **Inconclusive run** (too little traffic, no data, a provider error, a
 //!   sustained condition still pending): counted, never advances, never
 //!   fails (`Inconclusive`) — until `max_inconclusive` of them in a row,
@@ -52,6 +54,9 @@ pub use accept::{can_accept, RejectReason};
 
 /// What can happen to a rollout.
 #[derive(Clone, Debug, PartialEq)]
+// One event per analysis interval: its size is of no consequence, and a
+// Box would only add an allocation and noise to every caller.
+#[allow(clippy::large_enum_variant)]
 pub enum Event {
     /// An analysis run over the last interval finished.
     Analysis(AnalysisRun),
@@ -137,6 +142,9 @@ pub fn start(
         max_inconclusive: spec.max_inconclusive,
         inconclusive_streak: 0,
         check_memory: Vec::new(),
+        judge: spec.judge,
+        sequential: spec.sequential.clone(),
+        sequential_evidence: Default::default(),
     };
     enter_current_step(&mut rollout, now);
     let reason = format!(
@@ -220,6 +228,9 @@ impl Change<'_> {
     fn analysis(&mut self, rollout: &mut Rollout, mut run: AnalysisRun) {
         let from = rollout.phase;
         rollout.check_memory = run.memory.clone();
+        if let Some(evidence) = run.sequential_state.take() {
+            rollout.sequential_evidence = evidence;
+        }
         if run.verdict == Verdict::Inconclusive {
             rollout.inconclusive_streak = rollout.inconclusive_streak.saturating_add(1);
             if rollout.inconclusive_streak >= rollout.max_inconclusive.max(1) {
@@ -239,6 +250,11 @@ impl Change<'_> {
         match run.verdict {
             Verdict::Fail => {
                 rollout.failed_runs = rollout.failed_runs.saturating_add(1);
+                if run.decisive {
+                    let reason = format!("rolled back at once: {}", run.reason);
+                    self.roll_back(rollout, DecisionKind::RolledBack, reason, Some(run));
+                    return;
+                }
                 if rollout.failed_runs >= rollout.threshold {
                     let reason = format!(
                         "rolled back: {}; {} failed runs reached threshold {}",

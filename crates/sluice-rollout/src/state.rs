@@ -3,8 +3,9 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use sluice_analysis::sequential::SequentialState;
 use sluice_analysis::{AnalysisRun, CheckMemory};
-use sluice_model::{CheckSpec, Endpoint, Step, Timestamp, Weight};
+use sluice_model::{CheckSpec, Endpoint, Judge, SequentialSpec, Step, Timestamp, Weight};
 
 /// Where a rollout is (names as in DESIGN.md; later strategies use the rest).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -83,6 +84,15 @@ pub struct Rollout {
     /// What each check remembers between runs (sustained violations, provider error streaks).
     #[serde(default)]
     pub check_memory: Vec<CheckMemory>,
+    /// Who decides each run.
+    #[serde(default)]
+    pub judge: Judge,
+    /// The sequential judge's settings, copied at start.
+    #[serde(default)]
+    pub sequential: SequentialSpec,
+    /// The sequential judge's evidence so far (over the whole rollout).
+    #[serde(default)]
+    pub sequential_evidence: SequentialState,
 }
 
 fn default_max_inconclusive() -> u32 {

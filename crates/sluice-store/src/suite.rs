@@ -332,6 +332,9 @@ pub fn rollout(service: &str, id: u64) -> Rollout {
         max_inconclusive: 10,
         inconclusive_streak: 0,
         check_memory: Vec::new(),
+        judge: Default::default(),
+        sequential: Default::default(),
+        sequential_evidence: Default::default(),
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use sluice_analysis::{analyse_with, Inputs, Measured, Window};
+use sluice_analysis::{analyse_with, decide, sequential_config, Inputs, Measured, Window};
 use sluice_model::{CheckSpec, Config, Endpoint, Provider, Service, Timestamp, Trigger, Weight};
 use sluice_proxy::{Metrics, Proxy, RouteTable, ServiceRouting, Slot};
 use sluice_rollout::{Action, Decision, Event, Phase, ServiceState};
@@ -42,7 +42,8 @@ pub enum ControlError {
     Provider(String),
 }
 
-/// What an operator (or a reload) asks of a service.
+/// What an operator (or a reload) asks of a service. Rare, so its size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Request {
     Event(Event),
     Start { canary: Option<Vec<Endpoint>> },
@@ -493,6 +494,20 @@ impl ServiceTask {
                 now,
             };
             let run = analyse_with(&rollout.checks, rollout.min_requests, &inputs);
+            let run = match sequential_config(&rollout.sequential) {
+                Ok(config) => decide(
+                    run,
+                    rollout.judge,
+                    &config,
+                    &rollout.sequential_evidence,
+                    &window,
+                ),
+                // Validated with the config; a stored rollout from elsewhere falls back to the checks.
+                Err(e) => {
+                    tracing::warn!(service = %self.spec.name, "sequential judge settings: {e}; the checks decide");
+                    run
+                }
+            };
             let counter = match run.verdict {
                 sluice_analysis::Verdict::Pass => &self.shared.counters.analysis_pass,
                 sluice_analysis::Verdict::Fail => &self.shared.counters.analysis_fail,

@@ -259,3 +259,70 @@ async fn kill_9_mid_rollout_resumes_at_the_same_step() {
         "no step skipped or taken twice"
     );
 }
+
+const SEQUENTIAL_PLAN: &str = "      interval: 500ms
+      threshold: 5
+      step_weights: [20, 40, 60]
+      min_requests: 10
+      judge: both
+      sequential:
+        alpha: 0.01
+      checks:
+        - metric: success_rate
+          min: 50
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sequential_judge_rolls_back_at_once_what_a_lenient_check_lets_through() {
+    let (v1, v2) = (Upstream::start("v1").await, Upstream::start("v2").await);
+    v2.behaviour.fail_every.store(10, Ordering::Relaxed);
+    let dir = tempfile::tempdir().unwrap();
+    let sluice = Sluice::start(
+        dir.path(),
+        &service_config(&v1.endpoint(), &v2.endpoint(), SEQUENTIAL_PLAN),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let _load = spawn_load(sluice.proxy, 4, Duration::from_millis(5), stop.clone());
+    let client = client();
+    let status = wait_final(&client, &sluice, Duration::from_secs(60)).await;
+    stop.store(true, Ordering::Relaxed);
+    assert_eq!(status["phase"], "RolledBack", "{status:#}");
+    assert_eq!(
+        status["failed_runs"], 1,
+        "no failure count needed: {status:#}"
+    );
+    let history = decisions(&client, &sluice).await;
+    let last = history.last().unwrap();
+    let reason = last["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("rolled back at once: sequential judge: "),
+        "{reason}"
+    );
+    let outcome = &last["analysis"]["sequential"];
+    assert_eq!(outcome["verdict"], "fail", "{outcome:#}");
+    assert_eq!(
+        last["analysis"]["checks"][0]["verdict"], "pass",
+        "the lenient check passed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_both_judges_a_healthy_canary_is_promoted() {
+    let (v1, v2) = (Upstream::start("v1").await, Upstream::start("v2").await);
+    let dir = tempfile::tempdir().unwrap();
+    let sluice = Sluice::start(
+        dir.path(),
+        &service_config(&v1.endpoint(), &v2.endpoint(), SEQUENTIAL_PLAN),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let _load = spawn_load(sluice.proxy, 4, Duration::from_millis(5), stop.clone());
+    let client = client();
+    let status = wait_final(&client, &sluice, Duration::from_secs(60)).await;
+    stop.store(true, Ordering::Relaxed);
+    assert_eq!(status["phase"], "Succeeded", "{status:#}");
+    let history = decisions(&client, &sluice).await;
+    assert!(history
+        .iter()
+        .filter(|d| d["kind"] == "advanced")
+        .all(|d| d["analysis"]["sequential"]["verdict"] != "fail"));
+}

@@ -52,6 +52,9 @@ fn run(verdict: Verdict) -> AnalysisRun {
         stable_p99_ms: None,
         reason: format!("test run: {verdict:?}"),
         memory: Vec::new(),
+        sequential: None,
+        sequential_state: None,
+        decisive: false,
     }
 }
 
@@ -230,6 +233,25 @@ fn inconclusive_runs_never_advance() {
     );
     assert_eq!((r.inconclusive_runs, r.failed_runs), (100, 0));
     assert_eq!(r.next_analysis_at, Some(minutes(101)));
+}
+
+#[test]
+fn a_decisive_failure_rolls_back_at_once() {
+    let spec = spec(json!({"step_weights": [10, 50], "interval": "1m", "threshold": 5}));
+    let (state, _) = start(&service(), &spec, canary(), minutes(0));
+    let mut decisive = run(Verdict::Fail);
+    decisive.decisive = true;
+    decisive.reason = "sequential judge: canary error rate 2x stable's".to_string();
+    let (state, actions) = accept(&state, Event::Analysis(decisive), minutes(1));
+    let r = rollout(&state);
+    assert_eq!((r.phase, r.failed_runs), (Phase::RolledBack, 1));
+    assert_eq!(weights(&actions), vec![Weight::ZERO]);
+    let last = decisions(&actions).pop().unwrap();
+    assert_eq!(last.kind, DecisionKind::RolledBack);
+    assert_eq!(
+        last.reason,
+        "rolled back at once: sequential judge: canary error rate 2x stable's"
+    );
 }
 
 #[test]
