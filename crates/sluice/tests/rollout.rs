@@ -304,6 +304,27 @@ async fn the_sequential_judge_rolls_back_at_once_what_a_lenient_check_lets_throu
         last["analysis"]["checks"][0]["verdict"], "pass",
         "the lenient check passed"
     );
+
+    // The evidence is exported, and the exposition is valid.
+    let (_, _, metrics) = get(&client, sluice.admin, "/metrics", &[]).await;
+    let statistic = metric_value(
+        &metrics,
+        "sluice_sequential_statistic{service=\"web\",test=\"errors\"}",
+    );
+    let threshold = metric_value(
+        &metrics,
+        "sluice_sequential_threshold{service=\"web\",test=\"errors\"}",
+    );
+    assert!(statistic >= threshold, "{statistic} < {threshold}");
+    promtool_check_metrics(&metrics);
+}
+
+fn metric_value(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series))
+        .and_then(|rest| rest.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{series} missing from:\n{metrics}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

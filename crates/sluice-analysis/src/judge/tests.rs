@@ -386,3 +386,62 @@ fn progress_numbers_are_filled_and_names_are_used() {
     assert!(run.canary_p99_ms.unwrap() >= 9.0);
     assert_eq!((run.canary_requests, run.stable_requests), (100, 1000));
 }
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// An absolute minimum fails exactly when the measured rate is below it.
+        #[test]
+        fn a_minimum_fails_exactly_below_it(requests in 20u64..5000, error_share in 0.0f64..=1.0, min in 0.0f64..=100.0) {
+            let errors = (requests as f64 * error_share) as u64;
+            let run = analyse(&[success(min)], 20, &canary(requests, errors, 5));
+            let rate = 100.0 * (requests - errors) as f64 / requests as f64;
+            let expected = if rate < min { Verdict::Fail } else { Verdict::Pass };
+            prop_assert_eq!(run.verdict, expected, "{}", run.reason);
+            prop_assert_eq!(run.checks[0].value, Some(rate));
+        }
+
+        /// A relative maximum compares with stable's value times the factor.
+        #[test]
+        fn a_relative_maximum_scales_stable(stable_errors in 0u64..200, canary_errors in 0u64..200, factor in 0.5f64..3.0) {
+            let check = relative(Metric::ErrorRate, (factor * 100.0).round() / 100.0);
+            let factor = (factor * 100.0).round() / 100.0;
+            let run = analyse(&[check], 20, &both(version(1000, stable_errors, 5), version(1000, canary_errors, 5)));
+            let (stable, canary) = (stable_errors as f64 / 10.0, canary_errors as f64 / 10.0);
+            let expected = if canary > stable * factor { Verdict::Fail } else { Verdict::Pass };
+            prop_assert_eq!(run.verdict, expected, "{}", run.reason);
+        }
+
+        /// A sustained check fails exactly when the violation has lasted its
+        /// duration without a good run in between, and passes on a good run.
+        #[test]
+        fn sustained_fails_only_after_an_unbroken_violation(
+            runs in proptest::collection::vec((any::<bool>(), 1u64..120), 1..60),
+            needed in 0u64..600,
+        ) {
+            let mut check = success(99.0);
+            check.sustained = Some(Duration::from_secs(needed));
+            let (bad, good) = (canary(1000, 100, 5), canary(1000, 0, 5));
+            let mut memory = Vec::new();
+            let mut now = 0;
+            let mut streak_start: Option<u64> = None;
+            for (is_bad, gap) in runs {
+                now += gap;
+                let window = if is_bad { &bad } else { &good };
+                let run = analyse_with(&[check.clone()], 20, &Inputs { window, provided: &[], memory: &memory, now: at(now) });
+                if is_bad {
+                    let start = *streak_start.get_or_insert(now);
+                    let expected = if now - start >= needed { Verdict::Fail } else { Verdict::Inconclusive };
+                    prop_assert_eq!(run.verdict, expected, "{}", run.reason);
+                } else {
+                    streak_start = None;
+                    prop_assert_eq!(run.verdict, Verdict::Pass);
+                }
+                memory = run.memory;
+            }
+        }
+    }
+}

@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
+use sluice_analysis::sequential::TestReport;
 use sluice_analysis::Verdict;
 use sluice_rollout::Phase;
 
@@ -89,6 +90,7 @@ pub async fn render(State(state): State<AdminState>) -> impl IntoResponse {
     }
 
     render_checks(&mut out, &states);
+    render_sequential(&mut out, &states);
 
     let counters = state.controller.counters();
     counter_header(
@@ -223,6 +225,43 @@ fn render_checks(out: &mut String, states: &[sluice_rollout::ServiceState]) {
                     escape(&check.name),
                     u8::from(check.verdict == verdict)
                 );
+            }
+        }
+    }
+}
+
+/// The sequential judge's latest evidence per test: statistic, threshold, ratio estimate and interval.
+fn render_sequential(out: &mut String, states: &[sluice_rollout::ServiceState]) {
+    let outcomes: Vec<(&str, &sluice_analysis::sequential::SequentialOutcome)> = states
+        .iter()
+        .filter_map(|s| {
+            let run = s.rollout.as_ref()?.last_analysis.as_ref()?;
+            Some((s.service.as_str(), run.sequential.as_ref()?))
+        })
+        .collect();
+    type Read = fn(&TestReport) -> Option<f64>;
+    let series: [(&str, &str, Read); 5] = [
+        ("sluice_sequential_statistic", "Log e-value of each sequential test against \"the canary is within the margin\".", |r| Some(r.statistic)),
+        ("sluice_sequential_threshold", "The statistic at or above which the test fails the canary (ln of 1/alpha).", |r| Some(r.threshold)),
+        ("sluice_sequential_ratio", "Estimated ratio of canary to stable (error rate, or share of slow requests).", |r| r.estimate),
+        ("sluice_sequential_ratio_lower", "Lower end of the anytime-valid confidence interval of the ratio.", |r| r.interval.map(|i| i.0)),
+        ("sluice_sequential_ratio_upper", "Upper end of the anytime-valid confidence interval of the ratio (absent when unbounded).", |r| r.interval.map(|i| i.1)),
+    ];
+    for (name, help, value) in series {
+        gauge_header(out, name, help);
+        for (service, outcome) in &outcomes {
+            for (test, report) in [
+                ("errors", &outcome.errors),
+                ("latency", &outcome.latency),
+                ("latency_tail", &outcome.latency_tail),
+            ] {
+                if let Some(v) = value(report).filter(|v| v.is_finite()) {
+                    let _ = writeln!(
+                        out,
+                        "{name}{{service=\"{}\",test=\"{test}\"}} {v}",
+                        escape(service)
+                    );
+                }
             }
         }
     }
