@@ -463,16 +463,6 @@ mod tests {
         assert!(a.to_table().contains("p99_plus_50ms"));
     }
 
-    /// `cargo test -p sluice-analysis --release print_table -- --ignored --nocapture`
-    #[test]
-    #[ignore]
-    fn print_table() {
-        let started = std::time::Instant::now();
-        let report = simulate(&small(200));
-        println!("{}", report.to_table());
-        println!("took {:?}", started.elapsed());
-    }
-
     #[test]
     fn quantiles_treat_undetected_as_infinite() {
         assert_eq!(quantile(&[1, 2, 3, u64::MAX], 0.5), Some(2));
