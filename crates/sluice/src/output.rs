@@ -4,6 +4,7 @@
 use std::fmt::Write;
 use std::time::{Duration, UNIX_EPOCH};
 
+use sluice_analysis::AnalysisRun;
 use sluice_model::{Timestamp, Weight};
 use sluice_rollout::Decision;
 
@@ -63,8 +64,85 @@ pub fn history_table(decisions: &[Decision]) -> String {
             d.weight.to_string(),
             d.reason.clone(),
         ]);
+        for line in d.analysis.iter().flat_map(evidence_lines) {
+            rows.push(vec![
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                line,
+            ]);
+        }
     }
     table(&rows)
+}
+
+/// One line per check (value, stable's, bound, verdict) and per sequential test.
+fn evidence_lines(run: &AnalysisRun) -> Vec<String> {
+    let mut lines = Vec::new();
+    for check in &run.checks {
+        let unit = match check.unit.as_str() {
+            "percent" => "%",
+            "ms" => "ms",
+            _ => "",
+        };
+        let number = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{}{unit}", round(v)));
+        let mut line = format!("  · {} {}", check.name, number(check.value));
+        if check.stable_value.is_some() {
+            line.push_str(&format!(", stable {}", number(check.stable_value)));
+        }
+        if !check.bound_expr.is_empty() {
+            line.push_str(&format!(", bound {}", check.bound_expr));
+        }
+        line.push_str(&format!(": {:?}", check.verdict).to_lowercase());
+        lines.push(line);
+    }
+    if let Some(outcome) = &run.sequential {
+        for (name, report) in [
+            ("errors", &outcome.errors),
+            ("latency", &outcome.latency),
+            ("latency_tail", &outcome.latency_tail),
+        ] {
+            let interval = report.interval.map_or("-".to_string(), |(low, high)| {
+                let high = if high.is_finite() {
+                    round(high)
+                } else {
+                    "∞".to_string()
+                };
+                format!("[{}, {high}]", round(low))
+            });
+            lines.push(
+                format!(
+                "  · sequential {name}: ln e-value {} of {}, ratio {} {interval}, margin {}: {:?}",
+                round(report.statistic),
+                round(report.threshold),
+                report.estimate.map_or("-".to_string(), round),
+                round(report.margin),
+                report.verdict
+            )
+                .to_lowercase(),
+            );
+        }
+    }
+    lines
+}
+
+/// Three significant decimals at most (`0.00123`, `12.3`, `1234`).
+fn round(v: f64) -> String {
+    let decimals = if v.abs() >= 100.0 {
+        0
+    } else if v.abs() >= 1.0 {
+        2
+    } else {
+        4
+    };
+    let text = format!("{v:.decimals$}");
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        text
+    }
 }
 
 /// `web  Progressing  [█████░░░░░░░░░░░░░░░]  25%  step 2/4  stable 100.0% p99 3ms  canary 99.8% p99 4ms`
@@ -178,6 +256,32 @@ mod tests {
         assert_eq!(
             time(Timestamp::from_millis(1_700_000_000_000)),
             "2023-11-14 22:13:20"
+        );
+    }
+
+    #[test]
+    fn evidence_lines_show_values_bounds_and_verdicts() {
+        let window = sluice_analysis::Window {
+            stable: sluice_analysis::VersionWindow {
+                requests: 1000,
+                errors: 0,
+                ..Default::default()
+            },
+            canary: sluice_analysis::VersionWindow {
+                requests: 100,
+                errors: 30,
+                ..Default::default()
+            },
+        };
+        let check = sluice_model::CheckSpec::builtin_min(sluice_model::Metric::SuccessRate, 99.0);
+        let run = sluice_analysis::analyse(&[check], 20, &window);
+        assert_eq!(
+            evidence_lines(&run),
+            ["  · success_rate 70%, stable 100%, bound 99%: fail"]
+        );
+        assert_eq!(
+            (round(0.001234), round(12.345), round(1234.5)),
+            ("0.0012".into(), "12.35".into(), "1234".into())
         );
     }
 
