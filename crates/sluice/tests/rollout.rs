@@ -43,21 +43,64 @@ async fn wait_final(client: &HttpClient, sluice: &Sluice, limit: Duration) -> Va
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_healthy_canary_is_promoted() {
+/// A rollout run to its end under load, with what a test needs to look further.
+struct Finished {
+    status: Value,
+    sluice: Sluice,
+    client: HttpClient,
+    v1: Upstream,
+    v2: Upstream,
+    counts: Arc<LoadCounts>,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts sluice with `plan` for v1 → v2 (`make_v2` sets v2's behaviour), sends
+/// load from `concurrency` clients, and waits (bounded) for a final phase.
+async fn run_rollout(plan: &str, concurrency: usize, make_v2: impl FnOnce(&Upstream)) -> Finished {
     let (v1, v2) = (Upstream::start("v1").await, Upstream::start("v2").await);
+    make_v2(&v2);
     let dir = tempfile::tempdir().unwrap();
-    let plan = FAST_PLAN.replace("threshold: 2", "threshold: 3");
     let sluice = Sluice::start(
         dir.path(),
-        &service_config(&v1.endpoint(), &v2.endpoint(), &plan),
+        &service_config(&v1.endpoint(), &v2.endpoint(), plan),
     );
     let stop = Arc::new(AtomicBool::new(false));
-    let (counts, _tasks) = spawn_load(sluice.proxy, 4, Duration::from_millis(5), stop.clone());
+    let (counts, _tasks) = spawn_load(
+        sluice.proxy,
+        concurrency,
+        Duration::from_millis(5),
+        stop.clone(),
+    );
     let client = client();
-
     let status = wait_final(&client, &sluice, Duration::from_secs(60)).await;
     stop.store(true, Ordering::Relaxed);
+    Finished {
+        status,
+        sluice,
+        client,
+        v1,
+        v2,
+        counts,
+        _dir: dir,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthy_canary_is_promoted() {
+    let Finished {
+        status,
+        sluice,
+        client,
+        v1,
+        v2,
+        counts,
+        ..
+    } = run_rollout(
+        &FAST_PLAN.replace("threshold: 2", "threshold: 3"),
+        4,
+        |_| {},
+    )
+    .await;
     assert_eq!(
         status["phase"],
         "Succeeded",
@@ -101,19 +144,17 @@ async fn a_healthy_canary_is_promoted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_canary_with_20_percent_errors_is_rolled_back_within_the_threshold() {
-    let (v1, v2) = (Upstream::start("v1").await, Upstream::start("v2").await);
-    v2.behaviour.fail_every.store(5, Ordering::Relaxed);
-    let dir = tempfile::tempdir().unwrap();
-    let sluice = Sluice::start(
-        dir.path(),
-        &service_config(&v1.endpoint(), &v2.endpoint(), FAST_PLAN),
-    );
-    let stop = Arc::new(AtomicBool::new(false));
-    let _load = spawn_load(sluice.proxy, 4, Duration::from_millis(5), stop.clone());
-    let client = client();
-
-    let status = wait_final(&client, &sluice, Duration::from_secs(60)).await;
-    stop.store(true, Ordering::Relaxed);
+    let Finished {
+        status,
+        sluice,
+        client,
+        v1,
+        v2,
+        ..
+    } = run_rollout(FAST_PLAN, 4, |v2| {
+        v2.behaviour.fail_every.store(5, Ordering::Relaxed)
+    })
+    .await;
     assert_eq!(status["phase"], "RolledBack", "{status:#}");
     assert_eq!(status["weight"], 0.0);
     assert_eq!(
@@ -164,19 +205,15 @@ async fn a_canary_with_20_percent_errors_is_rolled_back_within_the_threshold() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_canary_200ms_slower_fails_the_latency_check() {
-    let (v1, v2) = (Upstream::start("v1").await, Upstream::start("v2").await);
-    v2.behaviour.delay_ms.store(200, Ordering::Relaxed);
-    let dir = tempfile::tempdir().unwrap();
-    let sluice = Sluice::start(
-        dir.path(),
-        &service_config(&v1.endpoint(), &v2.endpoint(), FAST_PLAN),
-    );
-    let stop = Arc::new(AtomicBool::new(false));
-    let _load = spawn_load(sluice.proxy, 8, Duration::from_millis(5), stop.clone());
-    let client = client();
-
-    let status = wait_final(&client, &sluice, Duration::from_secs(60)).await;
-    stop.store(true, Ordering::Relaxed);
+    let Finished {
+        status,
+        sluice,
+        client,
+        ..
+    } = run_rollout(FAST_PLAN, 8, |v2| {
+        v2.behaviour.delay_ms.store(200, Ordering::Relaxed)
+    })
+    .await;
     assert_eq!(status["phase"], "RolledBack", "{status:#}");
     let history = decisions(&client, &sluice).await;
     let failed: Vec<&Value> = history
@@ -274,18 +311,15 @@ const SEQUENTIAL_PLAN: &str = "      interval: 500ms
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sequential_judge_rolls_back_at_once_what_a_lenient_check_lets_through() {
-    let (v1, v2) = (Upstream::start("v1").await, Upstream::start("v2").await);
-    v2.behaviour.fail_every.store(10, Ordering::Relaxed);
-    let dir = tempfile::tempdir().unwrap();
-    let sluice = Sluice::start(
-        dir.path(),
-        &service_config(&v1.endpoint(), &v2.endpoint(), SEQUENTIAL_PLAN),
-    );
-    let stop = Arc::new(AtomicBool::new(false));
-    let _load = spawn_load(sluice.proxy, 4, Duration::from_millis(5), stop.clone());
-    let client = client();
-    let status = wait_final(&client, &sluice, Duration::from_secs(60)).await;
-    stop.store(true, Ordering::Relaxed);
+    let Finished {
+        status,
+        sluice,
+        client,
+        ..
+    } = run_rollout(SEQUENTIAL_PLAN, 4, |v2| {
+        v2.behaviour.fail_every.store(10, Ordering::Relaxed)
+    })
+    .await;
     assert_eq!(status["phase"], "RolledBack", "{status:#}");
     assert_eq!(
         status["failed_runs"], 1,
@@ -329,17 +363,12 @@ fn metric_value(metrics: &str, series: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_both_judges_a_healthy_canary_is_promoted() {
-    let (v1, v2) = (Upstream::start("v1").await, Upstream::start("v2").await);
-    let dir = tempfile::tempdir().unwrap();
-    let sluice = Sluice::start(
-        dir.path(),
-        &service_config(&v1.endpoint(), &v2.endpoint(), SEQUENTIAL_PLAN),
-    );
-    let stop = Arc::new(AtomicBool::new(false));
-    let _load = spawn_load(sluice.proxy, 4, Duration::from_millis(5), stop.clone());
-    let client = client();
-    let status = wait_final(&client, &sluice, Duration::from_secs(60)).await;
-    stop.store(true, Ordering::Relaxed);
+    let Finished {
+        status,
+        sluice,
+        client,
+        ..
+    } = run_rollout(SEQUENTIAL_PLAN, 4, |_| {}).await;
     assert_eq!(status["phase"], "Succeeded", "{status:#}");
     let history = decisions(&client, &sluice).await;
     assert!(history
