@@ -9,8 +9,10 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
 use http::uri::Authority;
+use http::HeaderValue;
 use sluice_model::Balance;
 
+use crate::pool::IdleConnections;
 use crate::rng;
 
 /// Pools up to this size are scanned whole for least-request.
@@ -23,6 +25,10 @@ pub(crate) struct EndpointState {
     pub(crate) address: String,
     /// The same, parsed once for the upstream request URI.
     pub(crate) authority: Authority,
+    /// The `Host` sent when the client gave none: the host, and the port unless 80.
+    pub(crate) host: HeaderValue,
+    /// Keep-alive connections to this endpoint waiting for a request.
+    pub(crate) idle: IdleConnections,
     in_flight: AtomicUsize,
 }
 
@@ -33,10 +39,17 @@ impl EndpointState {
     pub(crate) fn new(address: &str) -> Option<EndpointState> {
         let authority: Authority = address.parse().ok()?;
         // An upstream needs an explicit port.
-        authority.port_u16()?;
+        let port = authority.port_u16()?;
+        let host = if port == 80 {
+            HeaderValue::from_str(authority.host()).ok()?
+        } else {
+            HeaderValue::from_str(&format!("{}:{port}", authority.host())).ok()?
+        };
         Some(EndpointState {
             address: address.to_string(),
             authority,
+            host,
+            idle: IdleConnections::default(),
             in_flight: AtomicUsize::new(0),
         })
     }

@@ -4,7 +4,9 @@
 //!
 //! An upstream body carries the request's in-flight guard, so the
 //! least-request balancer and the in-flight gauge count a request until its
-//! response body is finished or dropped (client gone).
+//! response body is finished or dropped (client gone). It also carries the
+//! lease on its upstream connection, given back to the endpoint's idle pool
+//! when the body was read whole, dropped (never reused) otherwise.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use hyper::body::Incoming;
 
 use crate::balance::EndpointState;
 use crate::metrics::VersionMetrics;
+use crate::pool::Lease;
 
 /// A response body from the proxy.
 pub struct ProxyBody {
@@ -26,6 +29,9 @@ enum Inner {
     Upstream {
         body: Incoming,
         _in_flight: InFlight,
+        lease: Option<Lease>,
+        /// The body returned its end (`None`): the connection is reusable.
+        finished: bool,
     },
     Local(Option<Bytes>),
 }
@@ -33,11 +39,13 @@ enum Inner {
 // === impl ProxyBody ===
 
 impl ProxyBody {
-    pub(crate) fn upstream(body: Incoming, in_flight: InFlight) -> ProxyBody {
+    pub(crate) fn upstream(body: Incoming, in_flight: InFlight, lease: Lease) -> ProxyBody {
         ProxyBody {
             inner: Inner::Upstream {
                 body,
                 _in_flight: in_flight,
+                lease: Some(lease),
+                finished: false,
             },
         }
     }
@@ -60,7 +68,13 @@ impl Body for ProxyBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match &mut self.get_mut().inner {
-            Inner::Upstream { body, .. } => Pin::new(body).poll_frame(cx),
+            Inner::Upstream { body, finished, .. } => {
+                let frame = Pin::new(body).poll_frame(cx);
+                if let Poll::Ready(None) = frame {
+                    *finished = true;
+                }
+                frame
+            }
             Inner::Local(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
         }
     }
@@ -77,6 +91,25 @@ impl Body for ProxyBody {
             Inner::Upstream { body, .. } => body.size_hint(),
             Inner::Local(bytes) => {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+        }
+    }
+}
+
+impl Drop for ProxyBody {
+    fn drop(&mut self) {
+        if let Inner::Upstream {
+            body,
+            lease,
+            finished,
+            ..
+        } = &mut self.inner
+        {
+            // Servers stop polling a body that says it has ended.
+            if *finished || body.is_end_stream() {
+                if let Some(lease) = lease.take() {
+                    lease.release();
+                }
             }
         }
     }

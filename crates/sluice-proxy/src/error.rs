@@ -13,6 +13,7 @@ use http::{HeaderName, HeaderValue, Response, StatusCode};
 
 use crate::body::ProxyBody;
 use crate::metrics::ErrorKind;
+use crate::pool::SendError;
 use crate::table::Slot;
 
 /// The response header naming why sluice answered instead of the upstream.
@@ -67,28 +68,35 @@ impl ProxyError {
     /// Classifies a failure of the upstream client for `upstream`.
     pub(crate) fn from_client(
         upstream: Upstream,
-        error: hyper_util::client::legacy::Error,
+        error: SendError,
         connect_timeout: Duration,
     ) -> ProxyError {
-        if error.is_connect() {
-            return match find_io(&error).map(io::Error::kind) {
-                Some(io::ErrorKind::ConnectionRefused) => ProxyError::ConnectRefused(upstream),
-                Some(io::ErrorKind::TimedOut) => ProxyError::ConnectTimeout {
-                    upstream,
-                    after: connect_timeout,
-                },
-                _ => ProxyError::Unreachable {
-                    upstream,
-                    cause: causes(&error),
-                },
-            };
-        }
-        let from_client_body = find_hyper(&error).is_some_and(|e| e.is_user());
+        let error = match error {
+            SendError::Connect(error) => {
+                return ProxyError::from_connect(upstream, error, connect_timeout)
+            }
+            SendError::Hyper(error) => error,
+        };
+        let from_client_body = error.is_user();
         let cause = causes(&error);
         if from_client_body {
             ProxyError::ClientBody { upstream, cause }
         } else {
             ProxyError::Protocol { upstream, cause }
+        }
+    }
+
+    fn from_connect(upstream: Upstream, error: io::Error, connect_timeout: Duration) -> ProxyError {
+        match error.kind() {
+            io::ErrorKind::ConnectionRefused => ProxyError::ConnectRefused(upstream),
+            io::ErrorKind::TimedOut => ProxyError::ConnectTimeout {
+                upstream,
+                after: connect_timeout,
+            },
+            _ => ProxyError::Unreachable {
+                upstream,
+                cause: causes(&error),
+            },
         }
     }
 
@@ -155,14 +163,6 @@ type DynError = dyn std::error::Error + 'static;
 
 fn sources(error: &DynError) -> impl Iterator<Item = &DynError> {
     std::iter::successors(Some(error), |e| e.source())
-}
-
-fn find_io(error: &DynError) -> Option<&io::Error> {
-    sources(error).find_map(|e| e.downcast_ref::<io::Error>())
-}
-
-fn find_hyper(error: &DynError) -> Option<&hyper::Error> {
-    sources(error).find_map(|e| e.downcast_ref::<hyper::Error>())
 }
 
 /// The innermost cause's message (the outer ones are generic wrappers).

@@ -1,18 +1,15 @@
 //! Forwarding one request: route it, choose its version and endpoint,
-//! rewrite it for the upstream (absolute `http://endpoint/path?query` URI,
-//! HTTP/1.1, client's host kept, hop-by-hop headers out, forwarding headers
-//! in), send it through the pooled client with the body streamed, and count
-//! the outcome for the version.
+//! rewrite it for the upstream (origin-form `/path?query` URI, HTTP/1.1,
+//! client's host kept, else the endpoint's, hop-by-hop headers out,
+//! forwarding headers in), send it on a pooled connection with the body
+//! streamed, and count the outcome for the version.
 
 use std::time::{Duration, Instant};
 
 use http::header::HOST;
-use http::uri::{PathAndQuery, Scheme};
-use http::{HeaderValue, Request, Response, Uri, Version};
+use http::uri::Parts;
+use http::{HeaderValue, Method, Request, Response, Uri, Version};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use sluice_model::ProxyConfig;
 
 use crate::body::{InFlight, ProxyBody};
@@ -20,11 +17,12 @@ use crate::choose::choose_slot;
 use crate::error::{ProxyError, Upstream};
 use crate::headers::{add_forwarding, strip_hop_by_hop, ClientInfo};
 use crate::metrics::ErrorKind;
+use crate::pool::Connector;
 use crate::table::{host_without_port, RouteTable, ServiceRoute, VersionRoute};
 
-/// The pooled HTTP/1.1 client to upstreams and its time limits.
+/// The pooled HTTP/1.1 connections to upstreams and their time limits.
 pub(crate) struct Upstreams {
-    client: Client<HttpConnector, Incoming>,
+    connector: Connector,
     connect_timeout: Duration,
     upstream_timeout: Duration,
 }
@@ -33,16 +31,8 @@ pub(crate) struct Upstreams {
 
 impl Upstreams {
     pub(crate) fn new(config: &ProxyConfig) -> Upstreams {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(config.connect_timeout));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(config.idle_timeout)
-            .pool_max_idle_per_host(config.max_idle_per_endpoint)
-            .build(connector);
         Upstreams {
-            client,
+            connector: Connector::new(config),
             connect_timeout: config.connect_timeout,
             upstream_timeout: config.upstream_timeout,
         }
@@ -84,26 +74,34 @@ pub(crate) async fn handle(
 
     strip_hop_by_hop(&mut parts.headers);
     add_forwarding(&mut parts.headers, client, host.as_ref());
-    if let Some(host) = host {
-        parts.headers.insert(HOST, host);
-    }
-    let mut uri = std::mem::take(&mut parts.uri).into_parts();
-    uri.scheme = Some(Scheme::HTTP);
-    uri.authority = Some(endpoint.authority.clone());
-    if uri.path_and_query.is_none() {
-        uri.path_and_query = Some(PathAndQuery::from_static("/"));
-    }
-    parts.uri = match Uri::from_parts(uri) {
-        Ok(uri) => uri,
-        // Not expected: scheme, authority and path are all set and valid.
-        Err(_) => return ProxyError::Internal("could not build the upstream URI").into_response(),
+    parts
+        .headers
+        .insert(HOST, host.unwrap_or_else(|| endpoint.host.clone()));
+    parts.uri = if parts.method == Method::CONNECT {
+        // CONNECT names its target in authority form: the endpoint.
+        let mut uri = Parts::default();
+        uri.authority = Some(endpoint.authority.clone());
+        match Uri::from_parts(uri) {
+            Ok(uri) => uri,
+            // Not expected: an authority alone is a valid URI.
+            Err(_) => {
+                return ProxyError::Internal("could not build the upstream URI").into_response()
+            }
+        }
+    } else {
+        match std::mem::take(&mut parts.uri).into_parts().path_and_query {
+            Some(path) if path.as_str() != "/" => Uri::from(path),
+            _ => Uri::default(),
+        }
     };
     parts.version = Version::HTTP_11;
 
-    let sent = upstreams.client.request(Request::from_parts(parts, body));
+    let sent = upstreams
+        .connector
+        .send(endpoint, Request::from_parts(parts, body));
     let outcome = tokio::time::timeout(upstreams.upstream_timeout, sent).await;
     let error = match outcome {
-        Ok(Ok(response)) => {
+        Ok(Ok((response, lease))) => {
             let kind = response
                 .status()
                 .is_server_error()
@@ -111,7 +109,7 @@ pub(crate) async fn handle(
             version.metrics.record(start.elapsed(), kind);
             let (mut parts, body) = response.into_parts();
             strip_hop_by_hop(&mut parts.headers);
-            return Response::from_parts(parts, ProxyBody::upstream(body, in_flight));
+            return Response::from_parts(parts, ProxyBody::upstream(body, in_flight, lease));
         }
         Ok(Err(error)) => ProxyError::from_client(
             upstream(route, version, endpoint),

@@ -3,7 +3,8 @@
 //! sticky hash or weighted draw, balances over that version's endpoints,
 //! forwards with streaming bodies, and counts what each version did.
 //!
-//! The request path takes no lock: the routing snapshot is read through
+//! The request path takes no lock but each endpoint's idle-connection
+//! stack's (held for one push or pop): the routing snapshot is read through
 //! `arc-swap`, counters are atomics held by the snapshot. The controller
 //! builds a new [`RouteTable`] and [`Proxy::publish`]es it; requests in flight
 //! finish on the table they started with.
@@ -19,6 +20,7 @@ mod error;
 mod forward;
 mod headers;
 mod metrics;
+mod pool;
 mod rng;
 mod server;
 mod table;

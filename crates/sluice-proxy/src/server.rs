@@ -85,6 +85,7 @@ impl Proxy {
             .http1()
             .timer(TokioTimer::new())
             .header_read_timeout(self.header_read_timeout)
+            .writev(false)
             .keep_alive(true);
         builder.http2().timer(TokioTimer::new());
         let builder = Arc::new(builder);
