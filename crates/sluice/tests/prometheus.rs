@@ -66,7 +66,7 @@ async fn setup(v1: &Upstream, v2: &Upstream, steps: &str) -> Setup {
         Duration::from_secs(20),
         "the reload with the provider",
         || async {
-            let (_, _, metrics) = get(&client, sluice.admin, "/metrics", &[]).await;
+            let metrics = try_metrics(&client, sluice.admin).await?;
             metrics
                 .contains("sluice_config_reloads_total{result=\"success\"} 1")
                 .then_some(())

@@ -116,7 +116,7 @@ async fn config_reloads_under_load_lose_no_request() {
             Duration::from_secs(20),
             "the reload to be applied",
             || async {
-                let (_, _, metrics) = get(&client, sluice.admin, "/metrics", &[]).await;
+                let metrics = try_metrics(&client, sluice.admin).await?;
                 metrics
                     .contains(&format!(
                         "sluice_config_reloads_total{{result=\"success\"}} {want}"
@@ -138,7 +138,7 @@ async fn config_reloads_under_load_lose_no_request() {
         Duration::from_secs(20),
         "the failed reload to be counted",
         || async {
-            let (_, _, metrics) = get(&client, sluice.admin, "/metrics", &[]).await;
+            let metrics = try_metrics(&client, sluice.admin).await?;
             metrics
                 .contains("sluice_config_reloads_total{result=\"failure\"} 1")
                 .then_some(())

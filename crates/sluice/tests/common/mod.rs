@@ -271,6 +271,20 @@ pub async fn get(
     )
 }
 
+/// `/metrics` from the admin API, or None on a transport error (for polling
+/// loops, which try again: a keep-alive connection can race its close).
+pub async fn try_metrics(client: &HttpClient, admin: SocketAddr) -> Option<String> {
+    let request = Request::get(format!("http://{admin}/metrics"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(20), client.request(request))
+        .await
+        .ok()?
+        .ok()?;
+    let body = response.into_body().collect().await.ok()?.to_bytes();
+    Some(String::from_utf8_lossy(&body).into_owned())
+}
+
 /// JSON from the admin API.
 pub async fn admin_json(client: &HttpClient, admin: SocketAddr, path: &str) -> Value {
     let (status, _, body) = get(client, admin, path, &[]).await;
