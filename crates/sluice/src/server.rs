@@ -200,6 +200,9 @@ pub async fn run_from_file(path: PathBuf) -> anyhow::Result<ExitCode> {
             path.display()
         );
     }
+    // Before anything is announced: a SIGHUP's default action would end the process.
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let running = start(config, Some(path.clone())).await?;
     for addr in &running.proxy_addrs {
         eprintln!("sluice: proxy listening on http://{addr}");
@@ -208,8 +211,6 @@ pub async fn run_from_file(path: PathBuf) -> anyhow::Result<ExitCode> {
         "sluice: admin API on http://{0} (metrics: http://{0}/metrics)",
         running.admin_addr
     );
-    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         tokio::select! {
             _ = hangup.recv() => { let _ = reload(&running.controller, &path, &running.reloads).await; }

@@ -171,3 +171,28 @@ async fn config_reloads_under_load_lose_no_request() {
         sluice.log_text()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sighup_the_moment_sluice_announces_itself_reloads_and_never_kills() {
+    let (v1, c1) = (Upstream::start("v1").await, Upstream::start("c1").await);
+    let dir = tempfile::tempdir().unwrap();
+    let plan = "      interval: 1h\n      step_weights: [50]\n";
+    let mut sluice = Sluice::start(
+        dir.path(),
+        &service_config(&v1.endpoint(), &c1.endpoint(), plan),
+    );
+    sluice.signal("HUP");
+    let client = client();
+    eventually(
+        Duration::from_secs(20),
+        "the early reload to be applied",
+        || async {
+            let metrics = try_metrics(&client, sluice.admin).await?;
+            metrics
+                .contains("sluice_config_reloads_total{result=\"success\"} 1")
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(sluice.is_running(), "{}", sluice.log_text());
+}
