@@ -118,10 +118,11 @@ wait_http_ok() {
 
 # === configs ===
 
-write_upstream_nginx() {
-    local dir=$TMP/upstream
-    mkdir -p "$dir"
-    cat >"$dir/nginx.conf" <<EOF
+# What both nginx configs (upstream and proxy) share: one worker, no logs,
+# long keep-alive, temp paths inside their own folder.
+nginx_head() {
+    local dir=$1
+    cat <<EOF
 worker_processes 1;
 daemon off;
 pid $dir/nginx.pid;
@@ -136,6 +137,13 @@ http {
     fastcgi_temp_path $dir/fastcgi;
     uwsgi_temp_path $dir/uwsgi;
     scgi_temp_path $dir/scgi;
+EOF
+}
+
+write_upstream_nginx() {
+    local dir=$TMP/upstream
+    mkdir -p "$dir"
+    { nginx_head "$dir"; cat <<EOF
     server {
         listen $HOST:$UPSTREAM_PORT;
         location / {
@@ -145,26 +153,13 @@ http {
     }
 }
 EOF
+    } >"$dir/nginx.conf"
 }
 
 write_proxy_nginx() {
     local dir=$TMP/nginx
     mkdir -p "$dir"
-    cat >"$dir/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    keepalive_timeout 75s;
-    keepalive_requests 1000000;
-    client_body_temp_path $dir/body;
-    proxy_temp_path $dir/proxy;
-    fastcgi_temp_path $dir/fastcgi;
-    uwsgi_temp_path $dir/uwsgi;
-    scgi_temp_path $dir/scgi;
+    { nginx_head "$dir"; cat <<EOF
     upstream bench {
         server $HOST:$UPSTREAM_PORT;
         keepalive 64;
@@ -180,6 +175,7 @@ http {
     }
 }
 EOF
+    } >"$dir/nginx.conf"
 }
 
 write_proxy_haproxy() {
