@@ -120,6 +120,13 @@ impl Unit {
         }
     }
 
+    /// The unit of a `label()` (as stored in analysis records).
+    pub fn from_label(label: &str) -> Option<Unit> {
+        [Unit::Percent, Unit::Millis, Unit::Value]
+            .into_iter()
+            .find(|u| u.label() == label)
+    }
+
     /// The suffix a value is shown with (`%`, `ms`, nothing).
     pub fn suffix(self) -> &'static str {
         match self {

@@ -18,5 +18,5 @@ pub use config::{
     Sticky, Strategy, TlsConfig, Trigger, Version, Versions,
 };
 pub use time::Timestamp;
-pub use validate::{ConfigError, FieldError, Step};
+pub use validate::{check_endpoint, ConfigError, FieldError, Step};
 pub use weight::{Weight, WeightError};

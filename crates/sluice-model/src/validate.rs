@@ -234,8 +234,8 @@ fn validate_version(version: &Version, path: &str, errors: &mut Errors) {
     }
 }
 
-/// `host:port` with a non-zero port; IPv6 as `[::1]:8080`.
-pub(crate) fn check_endpoint(endpoint: &str) -> Result<(), String> {
+/// `host:port` with a non-zero port; IPv6 as `[::1]:8080`. The error names the value.
+pub fn check_endpoint(endpoint: &str) -> Result<(), String> {
     let bad = || format!("{endpoint:?} is not host:port (e.g. 127.0.0.1:8080)");
     let (host, port) = endpoint.rsplit_once(':').ok_or_else(bad)?;
     let port: u16 = port.parse().map_err(|_| bad())?;

@@ -427,15 +427,8 @@ impl ServiceTask {
             return Err(ControlError::NoCanary(self.spec.name.clone()));
         }
         for endpoint in &canary {
-            if endpoint
-                .rsplit_once(':')
-                .and_then(|(_, p)| p.parse::<u16>().ok())
-                .is_none()
-            {
-                return Err(ControlError::InvalidEndpoint(format!(
-                    "canary endpoint {endpoint:?} is not host:port"
-                )));
-            }
+            sluice_model::check_endpoint(endpoint)
+                .map_err(|why| ControlError::InvalidEndpoint(format!("canary endpoint: {why}")))?;
         }
         let (next, actions) = sluice_rollout::start(&self.state, &spec, canary, now);
         self.commit(next, actions).await

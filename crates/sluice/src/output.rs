@@ -5,7 +5,7 @@ use std::fmt::Write;
 use std::time::{Duration, UNIX_EPOCH};
 
 use sluice_analysis::AnalysisRun;
-use sluice_model::{Timestamp, Weight};
+use sluice_model::{Timestamp, Unit, Weight};
 use sluice_rollout::Decision;
 
 use crate::status::ServiceStatus;
@@ -82,11 +82,7 @@ pub fn history_table(decisions: &[Decision]) -> String {
 fn evidence_lines(run: &AnalysisRun) -> Vec<String> {
     let mut lines = Vec::new();
     for check in &run.checks {
-        let unit = match check.unit.as_str() {
-            "percent" => "%",
-            "ms" => "ms",
-            _ => "",
-        };
+        let unit = Unit::from_label(&check.unit).map_or("", Unit::suffix);
         let number = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{}{unit}", round(v)));
         let mut line = format!("  · {} {}", check.name, number(check.value));
         if check.stable_value.is_some() {

@@ -146,14 +146,12 @@ impl Running {
     pub async fn stop(self) {
         self.ready.store(false, Ordering::SeqCst);
         let _ = self.shutdown.send(true);
-        let all = futures_join(self.tasks);
+        let all = async {
+            for task in self.tasks {
+                let _ = task.await;
+            }
+        };
         let _ = tokio::time::timeout(DRAIN + Duration::from_secs(1), all).await;
-    }
-}
-
-async fn futures_join(tasks: Vec<JoinHandle<()>>) {
-    for task in tasks {
-        let _ = task.await;
     }
 }
 
