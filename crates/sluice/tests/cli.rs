@@ -4,7 +4,6 @@
 mod common;
 
 use std::process::Command;
-use std::time::Duration;
 
 use common::*;
 
@@ -222,5 +221,4 @@ async fn mutating_calls_need_the_token_and_the_cli_drives_a_rollout() {
     let unknown = sluice.cli(&["rollout", "status", "nope"]);
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no service named \"nope\""));
-    tokio::time::sleep(Duration::from_millis(10)).await;
 }

@@ -38,13 +38,15 @@ const CHECK: &str = "      checks:
 
 struct Setup {
     sluice: Sluice,
+    /// Set when the test ends (on drop): the load stops.
+    stop_load: Arc<AtomicBool>,
     prometheus: Option<PrometheusServer>,
     _dir: tempfile::TempDir,
     client: HttpClient,
 }
 
 /// sluice first (its admin port is the scrape target), then Prometheus, then a
-/// reload that points sluice at Prometheus, then the rollout.
+/// reload that points sluice at Prometheus, then load and the rollout.
 async fn setup(v1: &Upstream, v2: &Upstream, steps: &str) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let config = service_config(&v1.endpoint(), &v2.endpoint(), &plan(steps));
@@ -62,25 +64,24 @@ async fn setup(v1: &Upstream, v2: &Upstream, steps: &str) -> Setup {
     std::fs::write(dir.path().join("sluice.yaml"), with_provider).unwrap();
     sluice.signal("HUP");
     let client = client();
-    eventually(
-        Duration::from_secs(20),
-        "the reload with the provider",
-        || async {
-            let metrics = try_metrics(&client, sluice.admin).await?;
-            metrics
-                .contains("sluice_config_reloads_total{result=\"success\"} 1")
-                .then_some(())
-        },
-    )
-    .await;
+    wait_for_reloads(&client, sluice.admin, "success", 1).await;
     let (status, body) =
         admin_post(&client, sluice.admin, "/api/v1/rollouts/web/start", None).await;
     assert_eq!(status, 202, "{body}");
+    let stop_load = Arc::new(AtomicBool::new(false));
+    let _load = spawn_load(sluice.proxy, 4, Duration::from_millis(5), stop_load.clone());
     Setup {
         sluice,
+        stop_load,
         prometheus: Some(prometheus),
         _dir: dir,
         client,
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        self.stop_load.store(true, Ordering::Relaxed);
     }
 }
 
@@ -117,16 +118,8 @@ fn error_ratio_checks(history: &[Value]) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_promql_check_promotes_a_healthy_canary() {
     let (v1, v2) = (Upstream::start("v1").await, Upstream::start("v2").await);
-    let stop = Arc::new(AtomicBool::new(false));
     let setup = setup(&v1, &v2, "[20, 50]").await;
-    let _load = spawn_load(
-        setup.sluice.proxy,
-        4,
-        Duration::from_millis(5),
-        stop.clone(),
-    );
     let status = final_status(&setup).await;
-    stop.store(true, Ordering::Relaxed);
     assert_eq!(
         status["phase"],
         "Succeeded",
@@ -150,16 +143,8 @@ async fn a_promql_check_promotes_a_healthy_canary() {
 async fn a_promql_check_rolls_back_a_failing_canary() {
     let (v1, v2) = (Upstream::start("v1").await, Upstream::start("v2").await);
     v2.behaviour.fail_every.store(5, Ordering::Relaxed);
-    let stop = Arc::new(AtomicBool::new(false));
     let setup = setup(&v1, &v2, "[20, 50]").await;
-    let _load = spawn_load(
-        setup.sluice.proxy,
-        4,
-        Duration::from_millis(5),
-        stop.clone(),
-    );
     let status = final_status(&setup).await;
-    stop.store(true, Ordering::Relaxed);
     assert_eq!(status["phase"], "RolledBack", "{status:#}");
     let history = history(&setup).await;
     let last = history.last().unwrap();
@@ -183,14 +168,7 @@ async fn a_promql_check_rolls_back_a_failing_canary() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_prometheus_outage_is_inconclusive_then_fails_never_promotes() {
     let (v1, v2) = (Upstream::start("v1").await, Upstream::start("v2").await);
-    let stop = Arc::new(AtomicBool::new(false));
     let mut setup = setup(&v1, &v2, "[10, 20, 30, 40, 50, 60, 70, 80]").await;
-    let _load = spawn_load(
-        setup.sluice.proxy,
-        4,
-        Duration::from_millis(5),
-        stop.clone(),
-    );
     // One step on real evidence, then Prometheus goes away.
     eventually(Duration::from_secs(60), "a first step", || async {
         let status = admin_json(&setup.client, setup.sluice.admin, "/api/v1/rollouts/web").await;
@@ -199,7 +177,6 @@ async fn a_prometheus_outage_is_inconclusive_then_fails_never_promotes() {
     .await;
     setup.prometheus.take().expect("prometheus runs").stop();
     let status = final_status(&setup).await;
-    stop.store(true, Ordering::Relaxed);
     assert_eq!(
         status["phase"], "RolledBack",
         "never promoted on missing data: {status:#}"

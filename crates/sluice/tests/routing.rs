@@ -112,19 +112,7 @@ async fn config_reloads_under_load_lose_no_request() {
         std::fs::write(dir.path().join("sluice.yaml"), next).unwrap();
         sluice.signal("HUP");
         let want = round + 1;
-        eventually(
-            Duration::from_secs(20),
-            "the reload to be applied",
-            || async {
-                let metrics = try_metrics(&client, sluice.admin).await?;
-                metrics
-                    .contains(&format!(
-                        "sluice_config_reloads_total{{result=\"success\"}} {want}"
-                    ))
-                    .then_some(())
-            },
-        )
-        .await;
+        wait_for_reloads(&client, sluice.admin, "success", want).await;
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
     // A broken config is refused and the old one keeps serving.
@@ -134,17 +122,7 @@ async fn config_reloads_under_load_lose_no_request() {
     )
     .unwrap();
     sluice.signal("HUP");
-    eventually(
-        Duration::from_secs(20),
-        "the failed reload to be counted",
-        || async {
-            let metrics = try_metrics(&client, sluice.admin).await?;
-            metrics
-                .contains("sluice_config_reloads_total{result=\"failure\"} 1")
-                .then_some(())
-        },
-    )
-    .await;
+    wait_for_reloads(&client, sluice.admin, "failure", 1).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::Relaxed);
     for task in tasks {
@@ -183,16 +161,6 @@ async fn a_sighup_the_moment_sluice_announces_itself_reloads_and_never_kills() {
     );
     sluice.signal("HUP");
     let client = client();
-    eventually(
-        Duration::from_secs(20),
-        "the early reload to be applied",
-        || async {
-            let metrics = try_metrics(&client, sluice.admin).await?;
-            metrics
-                .contains("sluice_config_reloads_total{result=\"success\"} 1")
-                .then_some(())
-        },
-    )
-    .await;
+    wait_for_reloads(&client, sluice.admin, "success", 1).await;
     assert!(sluice.is_running(), "{}", sluice.log_text());
 }

@@ -290,6 +290,19 @@ pub async fn try_metrics(client: &HttpClient, admin: SocketAddr) -> Option<Strin
     Some(String::from_utf8_lossy(&body).into_owned())
 }
 
+/// Waits (bounded) until `/metrics` counts `count` config reloads with `result` (`success`/`failure`).
+pub async fn wait_for_reloads(client: &HttpClient, admin: SocketAddr, result: &str, count: u64) {
+    let line = format!("sluice_config_reloads_total{{result=\"{result}\"}} {count}\n");
+    let what = format!("{count} {result} reload(s)");
+    eventually(Duration::from_secs(20), &what, || async {
+        try_metrics(client, admin)
+            .await?
+            .contains(&line)
+            .then_some(())
+    })
+    .await;
+}
+
 /// JSON from the admin API.
 pub async fn admin_json(client: &HttpClient, admin: SocketAddr, path: &str) -> Value {
     let (status, _, body) = get(client, admin, path, &[]).await;
