@@ -110,6 +110,26 @@ async fn weighted_split_is_near_the_weight() {
     proxy.stop().await;
 }
 
+/// Sends one request per `(header, value, expected upstream)` case, `times` over.
+async fn expect_upstreams(
+    client: &TestClient,
+    url: &str,
+    cases: &[(&str, &str, &str)],
+    times: usize,
+) {
+    for _ in 0..times {
+        for (header, value, expected) in cases {
+            let headers: &[(&str, &str)] = if header.is_empty() {
+                &[]
+            } else {
+                &[(header, value)]
+            };
+            let answer = get(client, url, "h", headers).await;
+            assert_eq!(answer.upstream(), *expected, "{header}: {value}");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forced_header_wins_both_ways_even_at_weight_zero() {
     let (stable, canary) = (upstream("stable").await, upstream("canary").await);
@@ -117,51 +137,23 @@ async fn forced_header_wins_both_ways_even_at_weight_zero() {
     let proxy = start_proxy(&web_config(stable, canary, ""), HashMap::new()).await;
     let client = client();
     let url = proxy.url("/");
-    for _ in 0..20 {
-        assert_eq!(get(&client, &url, "h", &[]).await.upstream(), "stable");
-        assert_eq!(
-            get(&client, &url, "h", &[("x-canary", "always")])
-                .await
-                .upstream(),
-            "canary"
-        );
-        assert_eq!(
-            get(&client, &url, "h", &[("x-canary", "TRUE")])
-                .await
-                .upstream(),
-            "canary"
-        );
-        assert_eq!(
-            get(&client, &url, "h", &[("x-canary", "maybe")])
-                .await
-                .upstream(),
-            "stable"
-        );
-    }
+    let at_zero = [
+        ("", "", "stable"),
+        ("x-canary", "always", "canary"),
+        ("x-canary", "TRUE", "canary"),
+        ("x-canary", "maybe", "stable"),
+    ];
+    expect_upstreams(&client, &url, &at_zero, 20).await;
     proxy.publish(&routing("web", stable, Some(canary), 100.0));
-    for _ in 0..20 {
-        assert_eq!(get(&client, &url, "h", &[]).await.upstream(), "canary");
-        assert_eq!(
-            get(&client, &url, "h", &[("x-canary", "never")])
-                .await
-                .upstream(),
-            "stable"
-        );
-        assert_eq!(
-            get(&client, &url, "h", &[("x-canary", "false")])
-                .await
-                .upstream(),
-            "stable"
-        );
-    }
+    let at_full = [
+        ("", "", "canary"),
+        ("x-canary", "never", "stable"),
+        ("x-canary", "false", "stable"),
+    ];
+    expect_upstreams(&client, &url, &at_full, 20).await;
     // Without a canary pool, forcing the canary reaches stable.
     proxy.publish(&routing("web", stable, None, 0.0));
-    assert_eq!(
-        get(&client, &url, "h", &[("x-canary", "always")])
-            .await
-            .upstream(),
-        "stable"
-    );
+    expect_upstreams(&client, &url, &[("x-canary", "always", "stable")], 1).await;
     proxy.stop().await;
 }
 
@@ -172,18 +164,11 @@ async fn custom_force_header_name() {
     let proxy = start_proxy(&web_config(stable, canary, extra), HashMap::new()).await;
     let client = client();
     let url = proxy.url("/");
-    assert_eq!(
-        get(&client, &url, "h", &[("x-version-pin", "always")])
-            .await
-            .upstream(),
-        "canary"
-    );
-    assert_eq!(
-        get(&client, &url, "h", &[("x-canary", "always")])
-            .await
-            .upstream(),
-        "stable"
-    );
+    let cases = [
+        ("x-version-pin", "always", "canary"),
+        ("x-canary", "always", "stable"),
+    ];
+    expect_upstreams(&client, &url, &cases, 1).await;
     proxy.stop().await;
 }
 
