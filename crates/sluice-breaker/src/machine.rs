@@ -272,8 +272,8 @@ impl Breaker {
         self.window.record(failed, slow, now)
     }
 
-    /// The first trip rule that holds over the window's `totals`, checked in the order consecutive
-    /// failures, failure rate, slow-call rate.
+    /// The first trip rule that holds over the window's `totals`, checked in
+    /// the order consecutive failures, failure rate, slow-call rate.
     fn trip_reason(&self, totals: Totals) -> Option<TransitionReason> {
         let policy = &self.policy;
         if let Some(threshold) = policy.consecutive_failures {
