@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::breaker::{BreakersConfig, ServiceBreaker};
 pub use crate::check::CheckSpec;
 
 /// The whole config file.
@@ -32,6 +33,9 @@ pub struct Config {
     /// Where checks get metrics other than the proxy's own.
     #[serde(default)]
     pub providers: Providers,
+    /// Circuit-breaker policies and the global switch.
+    #[serde(default)]
+    pub breakers: BreakersConfig,
 }
 
 /// Metric providers for checks (`provider: prometheus`).
@@ -180,6 +184,9 @@ pub struct Service {
     /// The rollout plan; without it the canary (if any) gets no traffic.
     #[serde(default)]
     pub rollout: Option<RolloutSpec>,
+    /// Circuit breakers guarding each version (per version, optionally per tenant).
+    #[serde(default)]
+    pub breaker: Option<ServiceBreaker>,
 }
 
 /// Host and path-prefix match; the longest matching prefix wins.

@@ -4,6 +4,7 @@
 //! nothing here does I/O beyond parsing the text it is given.
 #![forbid(unsafe_code)]
 
+pub mod breaker;
 pub mod check;
 pub mod config;
 pub mod duration;
@@ -11,11 +12,15 @@ mod time;
 mod validate;
 mod weight;
 
+pub use breaker::{
+    BreakerMode, FailureClass, FallbackSpec, Limits, PolicySpec, StaleSpec, StaticResponse,
+    DEFAULT_POLICY,
+};
 pub use check::{parse_bound, Bound, BoundSpec, Metric, OnError, Provider, Unit};
 pub use config::{
-    AdminConfig, Balance, CheckSpec, Config, Endpoint, Judge, Listener, PrometheusProvider,
-    Providers, ProxyConfig, RolloutSpec, RouteMatch, Routing, SequentialSpec, Service, StepSpec,
-    Sticky, Strategy, TlsConfig, Trigger, Version, Versions,
+    AdminConfig, Balance, BreakersConfig, CheckSpec, Config, Endpoint, Judge, Listener,
+    PrometheusProvider, Providers, ProxyConfig, RolloutSpec, RouteMatch, Routing, SequentialSpec,
+    Service, ServiceBreaker, StepSpec, Sticky, Strategy, TlsConfig, Trigger, Version, Versions,
 };
 pub use time::Timestamp;
 pub use validate::{check_endpoint, ConfigError, FieldError, Step};

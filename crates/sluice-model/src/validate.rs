@@ -121,6 +121,9 @@ impl Config {
                 );
             }
             validate_service(service, &path, has_prometheus, &mut errors);
+            if let Some(breaker) = &service.breaker {
+                breaker.validate(&self.breakers, &format!("{path}.breaker"), &mut errors.0);
+            }
             let hosts = if service.route.hosts.is_empty() {
                 vec!["*".to_string()]
             } else {
@@ -136,6 +139,7 @@ impl Config {
                 }
             }
         }
+        self.breakers.validate(&mut errors.0);
         errors.0
     }
 

@@ -10,6 +10,7 @@ use http::HeaderName;
 use sluice_model::{Config, Endpoint, Service, Weight};
 
 use crate::balance::{EndpointState, Pool};
+use crate::breakers::{VersionBreakers, VersionLimits};
 use crate::metrics::{Metrics, VersionMetrics};
 
 /// A version slot of a service.
@@ -52,11 +53,13 @@ pub(crate) enum StickyKey {
     Cookie(String),
 }
 
-/// One version of a routed service: its pool and its counters.
+/// One version of a routed service: its pool, counters, breakers and caps.
 pub(crate) struct VersionRoute {
     pub(crate) slot: Slot,
     pub(crate) pool: Pool,
     pub(crate) metrics: Arc<VersionMetrics>,
+    pub(crate) breakers: Option<VersionBreakers>,
+    pub(crate) limits: Option<Arc<VersionLimits>>,
 }
 
 /// One service as the request path sees it.
@@ -93,6 +96,7 @@ impl RouteTable {
         routing: &HashMap<String, ServiceRouting>,
         metrics: &Arc<Metrics>,
     ) -> RouteTable {
+        metrics.breakers().apply_config(&config.breakers);
         let mut routes: Vec<ServiceRoute> = config
             .services
             .iter()
@@ -155,16 +159,21 @@ fn build_service(
             Weight::ZERO,
         ),
     };
-    let version = |slot: Slot, endpoints: &[Endpoint]| VersionRoute {
-        slot,
-        pool: Pool::new(
-            endpoints
-                .iter()
-                .filter_map(|address| metrics.endpoint(address, || EndpointState::new(address)))
-                .collect(),
-            service.balance,
-        ),
-        metrics: metrics.version(&service.name, slot),
+    let version = |slot: Slot, endpoints: &[Endpoint]| {
+        let (breakers, limits) = metrics.breakers().version(service, slot);
+        VersionRoute {
+            slot,
+            pool: Pool::new(
+                endpoints
+                    .iter()
+                    .filter_map(|address| metrics.endpoint(address, || EndpointState::new(address)))
+                    .collect(),
+                service.balance,
+            ),
+            metrics: metrics.version(&service.name, slot),
+            breakers,
+            limits,
+        }
     };
     let sticky = service
         .routing
@@ -255,6 +264,7 @@ mod tests {
             proxy: Default::default(),
             services: vec![],
             providers: Default::default(),
+            breakers: Default::default(),
         };
         for line in spec.lines().filter(|l| !l.trim().is_empty()) {
             let parts: Vec<&str> = line.split_whitespace().collect();
@@ -277,6 +287,7 @@ mod tests {
                 balance: Default::default(),
                 routing: Default::default(),
                 rollout: None,
+                breaker: None,
             });
         }
         config
