@@ -17,6 +17,8 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use crate::balance::EndpointState;
+use crate::breakers::Capture;
+use crate::breakers::{ConnectionSlot, RequestSlot};
 use crate::metrics::VersionMetrics;
 use crate::pool::Lease;
 
@@ -32,6 +34,8 @@ enum Inner {
         lease: Option<Lease>,
         /// The body returned its end (`None`): the connection is reusable.
         finished: bool,
+        /// A copy for the stale-data fallback, while it fits (boxed: rare).
+        capture: Option<Box<Capture>>,
     },
     Local(Option<Bytes>),
 }
@@ -39,13 +43,19 @@ enum Inner {
 // === impl ProxyBody ===
 
 impl ProxyBody {
-    pub(crate) fn upstream(body: Incoming, in_flight: InFlight, lease: Lease) -> ProxyBody {
+    pub(crate) fn upstream(
+        body: Incoming,
+        in_flight: InFlight,
+        lease: Lease,
+        capture: Option<Box<Capture>>,
+    ) -> ProxyBody {
         ProxyBody {
             inner: Inner::Upstream {
                 body,
                 _in_flight: in_flight,
                 lease: Some(lease),
                 finished: false,
+                capture,
             },
         }
     }
@@ -68,10 +78,33 @@ impl Body for ProxyBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match &mut self.get_mut().inner {
-            Inner::Upstream { body, finished, .. } => {
-                let frame = Pin::new(body).poll_frame(cx);
-                if let Poll::Ready(None) = frame {
-                    *finished = true;
+            Inner::Upstream {
+                body,
+                finished,
+                capture,
+                ..
+            } => {
+                let frame = Pin::new(&mut *body).poll_frame(cx);
+                match &frame {
+                    Poll::Ready(None) => {
+                        *finished = true;
+                        if let Some(capture) = capture.take() {
+                            capture.finish();
+                        }
+                    }
+                    Poll::Ready(Some(Ok(frame))) => {
+                        if let (Some(capture), Some(data)) = (capture.as_mut(), frame.data_ref()) {
+                            capture.push(data);
+                        }
+                        // Servers stop polling a body that says it has ended.
+                        if body.is_end_stream() {
+                            if let Some(capture) = capture.take() {
+                                capture.finish();
+                            }
+                        }
+                    }
+                    Poll::Ready(Some(Err(_))) => *capture = None,
+                    Poll::Pending => {}
                 }
                 frame
             }
@@ -124,10 +157,13 @@ impl std::fmt::Debug for ProxyBody {
     }
 }
 
-/// Counts one request in flight on its endpoint and version until dropped.
+/// Counts one request in flight on its endpoint and version until dropped,
+/// and holds its places under the version's caps.
 pub(crate) struct InFlight {
     endpoint: Arc<EndpointState>,
     version: Arc<VersionMetrics>,
+    pub(crate) request_slot: Option<RequestSlot>,
+    pub(crate) connection_slot: Option<ConnectionSlot>,
 }
 
 // === impl InFlight ===
@@ -139,6 +175,8 @@ impl InFlight {
         InFlight {
             endpoint: endpoint.clone(),
             version: version.clone(),
+            request_slot: None,
+            connection_slot: None,
         }
     }
 }

@@ -57,6 +57,19 @@ pub enum ProxyError {
     /// A bug in sluice (an invariant that did not hold); never the upstream's fault.
     #[error("sluice: internal error: {0}")]
     Internal(&'static str),
+    /// The version's circuit breaker is open: the call was not sent.
+    #[error("sluice: the circuit breaker {breaker} is open; retry after {retry_after_secs}s")]
+    BreakerOpen {
+        breaker: String,
+        retry_after_secs: u64,
+    },
+    /// A version's cap (max_requests, max_pending) shed the request.
+    #[error("sluice: service {service} ({slot}) is at its {limit} cap; request shed")]
+    Overflow {
+        service: String,
+        slot: Slot,
+        limit: &'static str,
+    },
     /// The client's request body failed (the client went away or sent garbage).
     #[error("sluice: the request body to {upstream} failed: {cause}")]
     ClientBody { upstream: Upstream, cause: String },
@@ -105,6 +118,8 @@ impl ProxyError {
         match self {
             ProxyError::NoRoute
             | ProxyError::NoEndpoint { .. }
+            | ProxyError::BreakerOpen { .. }
+            | ProxyError::Overflow { .. }
             | ProxyError::ClientBody { .. }
             | ProxyError::Internal(_) => None,
             ProxyError::ConnectRefused(_)
@@ -118,7 +133,9 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
-            ProxyError::NoEndpoint { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::NoEndpoint { .. }
+            | ProxyError::BreakerOpen { .. }
+            | ProxyError::Overflow { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::ClientBody { .. } => StatusCode::BAD_REQUEST,
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -131,6 +148,8 @@ impl ProxyError {
         match self {
             ProxyError::NoRoute => "no_route",
             ProxyError::NoEndpoint { .. } => "no_endpoint",
+            ProxyError::BreakerOpen { .. } => "breaker_open",
+            ProxyError::Overflow { .. } => "overflow",
             ProxyError::ClientBody { .. } => "client",
             other => other.kind().map_or("internal", ErrorKind::label),
         }
@@ -140,6 +159,13 @@ impl ProxyError {
     pub fn into_response(self) -> Response<ProxyBody> {
         let status = self.status();
         let code = self.code();
+        let retry_after = match &self {
+            ProxyError::BreakerOpen {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            ProxyError::Overflow { .. } => Some(1),
+            _ => None,
+        };
         let body = match self {
             // The common case of a scan or a typo: no formatting.
             ProxyError::NoRoute => {
@@ -155,6 +181,9 @@ impl ProxyError {
             http::header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
+        if let Some(seconds) = retry_after {
+            headers.insert(http::header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         response
     }
 }

@@ -12,7 +12,12 @@ use http::{HeaderValue, Method, Request, Response, Uri, Version};
 use hyper::body::Incoming;
 use sluice_model::ProxyConfig;
 
+use std::sync::atomic::Ordering::Relaxed;
+
+use sluice_breaker::Outcome;
+
 use crate::body::{InFlight, ProxyBody};
+use crate::breakers::{Admit, BreakerCell, CompiledPolicy, Overflow, StaleCache};
 use crate::choose::choose_slot;
 use crate::error::{ProxyError, Upstream};
 use crate::headers::{add_forwarding, strip_hop_by_hop, ClientInfo};
@@ -62,6 +67,42 @@ pub(crate) async fn handle(
         return ProxyError::NoRoute.into_response();
     };
     let version = route.version(choose_slot(route, &parts.headers));
+    let request_slot = match version.limits.as_ref().map(|limits| limits.enter()) {
+        Some(Err(overflow)) => return overflow_response(route, version, overflow),
+        Some(Ok(slot)) => slot,
+        None => None,
+    };
+    // Only remembered or looked up for GETs of services with a stale fallback.
+    let stale_key = match (&version.breakers, &parts.method) {
+        (Some(b), &Method::GET) if b.stale.is_some() => Some(StaleCache::key(
+            host.as_ref(),
+            parts.uri.path_and_query().map_or("/", |p| p.as_str()),
+        )),
+        _ => None,
+    };
+    let call = match version
+        .breakers
+        .as_ref()
+        .and_then(|breakers| breakers.admit(&parts.headers))
+    {
+        None => None,
+        Some((Admit::Go(guard), _)) => Some(guard),
+        Some((
+            Admit::Reject {
+                policy,
+                retry_after_ms,
+            },
+            cell,
+        )) => {
+            return rejected(
+                version,
+                &cell,
+                &policy,
+                retry_after_ms,
+                stale_key.as_deref(),
+            );
+        }
+    };
     let Some(endpoint) = version.pool.pick() else {
         version.metrics.record(start.elapsed(), None);
         return ProxyError::NoEndpoint {
@@ -70,7 +111,8 @@ pub(crate) async fn handle(
         }
         .into_response();
     };
-    let in_flight = InFlight::new(endpoint, &version.metrics);
+    let mut in_flight = InFlight::new(endpoint, &version.metrics);
+    in_flight.request_slot = request_slot;
 
     strip_hop_by_hop(&mut parts.headers);
     add_forwarding(&mut parts.headers, client, host.as_ref());
@@ -96,20 +138,49 @@ pub(crate) async fn handle(
     };
     parts.version = Version::HTTP_11;
 
+    // The breaker policy's call timeout, when shorter than the proxy's.
+    let timeout = call
+        .as_ref()
+        .and_then(|c| c.policy.call_timeout)
+        .map_or(upstreams.upstream_timeout, |t| {
+            t.min(upstreams.upstream_timeout)
+        });
+    let deadline = tokio::time::Instant::now() + timeout;
+    if let Some(limits) = &version.limits {
+        match tokio::time::timeout_at(deadline, limits.connection()).await {
+            Ok(Ok(slot)) => in_flight.connection_slot = slot,
+            Ok(Err(overflow)) => return overflow_response(route, version, overflow),
+            Err(_elapsed) => return overflow_response(route, version, Overflow::Pending),
+        }
+    }
     let sent = upstreams
         .connector
         .send(endpoint, Request::from_parts(parts, body));
-    let outcome = tokio::time::timeout(upstreams.upstream_timeout, sent).await;
+    let outcome = tokio::time::timeout_at(deadline, sent).await;
     let error = match outcome {
         Ok(Ok((response, lease))) => {
-            let kind = response
-                .status()
-                .is_server_error()
-                .then_some(ErrorKind::Status5xx);
-            version.metrics.record(start.elapsed(), kind);
+            let elapsed = start.elapsed();
+            let status = response.status();
+            let kind = status.is_server_error().then_some(ErrorKind::Status5xx);
+            version.metrics.record(elapsed, kind);
+            if let Some(call) = call {
+                call.finish_status(status.as_u16(), millis(elapsed));
+            }
             let (mut parts, body) = response.into_parts();
             strip_hop_by_hop(&mut parts.headers);
-            return Response::from_parts(parts, ProxyBody::upstream(body, in_flight, lease));
+            let capture = match (
+                stale_key,
+                version.breakers.as_ref().and_then(|b| b.stale.as_ref()),
+            ) {
+                (Some(key), Some(cache)) if StaleCache::cacheable(status, &parts.headers) => {
+                    Some(Box::new(cache.capture(key, status, &parts.headers)))
+                }
+                _ => None,
+            };
+            return Response::from_parts(
+                parts,
+                ProxyBody::upstream(body, in_flight, lease, capture),
+            );
         }
         Ok(Err(error)) => ProxyError::from_client(
             upstream(route, version, endpoint),
@@ -118,12 +189,66 @@ pub(crate) async fn handle(
         ),
         Err(_elapsed) => ProxyError::Timeout {
             upstream: upstream(route, version, endpoint),
-            after: upstreams.upstream_timeout,
+            after: timeout,
         },
     };
-    version.metrics.record(start.elapsed(), error.kind());
+    let elapsed = start.elapsed();
+    version.metrics.record(elapsed, error.kind());
+    if let (Some(call), Some(kind)) = (call, error.kind()) {
+        // A client-caused failure drops the guard instead: nothing is counted.
+        let outcome = match (call.policy.error_fails(kind), kind) {
+            (false, _) => Outcome::Success,
+            (true, ErrorKind::Timeout) => Outcome::Timeout,
+            (true, _) => Outcome::Failure,
+        };
+        call.finish(outcome, millis(elapsed));
+    }
     tracing::debug!(%error, "upstream request failed");
     error.into_response()
+}
+
+/// The answer to a call its breaker rejected: the stale copy, the static
+/// fallback, or a 503 with `Retry-After`.
+fn rejected(
+    version: &VersionRoute,
+    cell: &BreakerCell,
+    policy: &CompiledPolicy,
+    retry_after_ms: u64,
+    stale_key: Option<&str>,
+) -> Response<ProxyBody> {
+    let stale = policy
+        .fallback
+        .as_ref()
+        .and_then(|f| f.stale.as_ref())
+        .zip(version.breakers.as_ref().and_then(|b| b.stale.as_ref()))
+        .zip(stale_key)
+        .and_then(|((spec, cache), key)| cache.answer(key, spec.max_age));
+    if let Some(response) = stale.or_else(|| policy.static_response()) {
+        cell.fallbacks.fetch_add(1, Relaxed);
+        return response;
+    }
+    ProxyError::BreakerOpen {
+        breaker: cell.id.clone(),
+        retry_after_secs: retry_after_ms.div_ceil(1000).max(1),
+    }
+    .into_response()
+}
+
+fn overflow_response(
+    route: &ServiceRoute,
+    version: &VersionRoute,
+    overflow: Overflow,
+) -> Response<ProxyBody> {
+    ProxyError::Overflow {
+        service: route.name.clone(),
+        slot: version.slot,
+        limit: overflow.label(),
+    }
+    .into_response()
+}
+
+fn millis(elapsed: Duration) -> u64 {
+    u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn upstream(

@@ -9,12 +9,16 @@
 //! builds a new [`RouteTable`] and [`Proxy::publish`]es it; requests in flight
 //! finish on the table they started with.
 //!
+//! Circuit breakers and concurrency caps guard each version (module
+//! `breakers`): an uncontended per-breaker mutex around the pure core.
+//!
 //! Not here: deciding weights (the rollout controller), the admin API
 //! (which calls [`Metrics::render_prometheus`]), config parsing (sluice-model).
 #![forbid(unsafe_code)]
 
 mod balance;
 mod body;
+mod breakers;
 mod choose;
 mod error;
 mod forward;
@@ -27,6 +31,10 @@ mod table;
 mod tls;
 
 pub use body::ProxyBody;
+pub use breakers::{
+    BreakerAction, BreakerError, BreakerStatus, Breakers, PolicyStatus, TransitionRecord,
+    X_SLUICE_FALLBACK,
+};
 pub use choose::sticky_bucket;
 pub use error::{ProxyError, Upstream, X_SLUICE_ERROR};
 pub use metrics::{ErrorKind, Metrics};

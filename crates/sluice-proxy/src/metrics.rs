@@ -19,6 +19,7 @@ use sluice_analysis::histogram::{bucket_index, bucket_upper_micros, BUCKETS};
 use sluice_analysis::{Histogram, VersionWindow};
 
 use crate::balance::EndpointState;
+use crate::breakers::Breakers;
 use crate::table::Slot;
 
 /// Why a request failed because of its upstream (the only failures that count
@@ -117,6 +118,8 @@ impl VersionMetrics {
 /// across routing snapshots. One per process; cheap to read, never reset.
 pub struct Metrics {
     versions: Mutex<BTreeMap<(String, Slot), Arc<VersionMetrics>>>,
+    /// The circuit breakers and caps, which outlive tables like the counters.
+    breakers: Breakers,
     /// Endpoint state by address, so least-request in-flight counts survive
     /// table rebuilds. Weak: an endpoint no table uses any more is dropped.
     endpoints: Mutex<HashMap<String, Weak<EndpointState>>>,
@@ -128,6 +131,7 @@ impl Metrics {
     pub fn new() -> Arc<Metrics> {
         Arc::new(Metrics {
             versions: Mutex::new(BTreeMap::new()),
+            breakers: Breakers::new(),
             endpoints: Mutex::new(HashMap::new()),
         })
     }
@@ -160,6 +164,11 @@ impl Metrics {
         let state = Arc::new(make()?);
         endpoints.insert(address.to_string(), Arc::downgrade(&state));
         Some(state)
+    }
+
+    /// The circuit breakers (per version and partition) and their policies.
+    pub fn breakers(&self) -> &Breakers {
+        &self.breakers
     }
 
     /// Cumulative counters of one version since start (zeros if it never had
@@ -252,6 +261,7 @@ impl Metrics {
                 v.in_flight.load(Relaxed).max(0)
             );
         }
+        self.breakers.render_prometheus(out);
     }
 }
 
@@ -317,7 +327,7 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
 }
 
 /// A label value as the text format wants it: `\`, `"` and newline escaped.
-fn escape_label(value: &str) -> String {
+pub(crate) fn escape_label(value: &str) -> String {
     let mut escaped = String::with_capacity(value.len());
     for c in value.chars() {
         match c {
