@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::breakers_cmd::{self, BreakersCommand};
 use crate::{client, demo, server, simulate_cmd};
 
 #[derive(Parser)]
@@ -45,6 +46,13 @@ enum Command {
     Rollout {
         #[command(subcommand)]
         command: RolloutCommand,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Circuit breakers: list, force open/close, reset, policies, switches.
+    Breakers {
+        #[command(subcommand)]
+        command: BreakersCommand,
         #[command(flatten)]
         remote: Remote,
     },
@@ -197,6 +205,12 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 .enable_all()
                 .build()?;
             rt.block_on(rollout(command, remote))
+        }
+        Command::Breakers { command, remote } => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(breakers_cmd::run(command, remote))
         }
     }
 }

@@ -49,6 +49,14 @@ impl AdminClient {
         self.call(http::Method::POST, path, body).await
     }
 
+    pub async fn put<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+    ) -> anyhow::Result<T> {
+        self.call(http::Method::PUT, path, Some(body)).await
+    }
+
     async fn call<T: DeserializeOwned>(
         &self,
         method: http::Method,
@@ -92,7 +100,7 @@ impl AdminClient {
     }
 }
 
-fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }

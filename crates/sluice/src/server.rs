@@ -68,6 +68,9 @@ pub async fn start(config: Config, source: Option<PathBuf>) -> anyhow::Result<Ru
     let store = FileStore::open(Path::new(&config.store))
         .with_context(|| format!("cannot open the store {:?}", config.store))?;
     let metrics = Metrics::new();
+    metrics
+        .breakers()
+        .set_env_override(breakers_env(std::env::var("SLUICE_BREAKERS_ENABLED").ok())?);
     let table = RouteTable::build(&config, &HashMap::new(), &metrics);
     let proxy = Proxy::new(&config.proxy, table, metrics.clone());
     let config = Arc::new(config);
@@ -135,6 +138,17 @@ pub async fn start(config: Config, source: Option<PathBuf>) -> anyhow::Result<Ru
         shutdown,
         tasks,
     })
+}
+
+/// `SLUICE_BREAKERS_ENABLED`: the global breaker switch, winning over the file.
+fn breakers_env(value: Option<String>) -> anyhow::Result<Option<bool>> {
+    let Some(value) = value else { return Ok(None) };
+    match value.trim().to_ascii_lowercase().as_str() {
+        "" => Ok(None),
+        "true" | "1" | "yes" | "on" => Ok(Some(true)),
+        "false" | "0" | "no" | "off" => Ok(Some(false)),
+        _ => bail!("SLUICE_BREAKERS_ENABLED={value:?}: use true or false"),
+    }
 }
 
 async fn wait_for(mut shutdown: watch::Receiver<bool>) {

@@ -3,6 +3,7 @@
 //! set), `/metrics`, `/healthz`, `/readyz`. Errors are RFC 9457
 //! `application/problem+json`.
 
+mod breakers;
 mod metrics;
 mod problem;
 
@@ -46,6 +47,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/rollouts/{service}/start", post(start))
         .route("/api/v1/rollouts/{service}/{action}", post(action))
         .route("/api/v1/config/reload", post(reload))
+        .merge(breakers::writes())
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -56,6 +58,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/rollouts/{service}", get(status))
         .route("/api/v1/rollouts/{service}/history", get(history))
         .route("/api/v1/config", get(config))
+        .merge(breakers::reads())
         .merge(mutating)
         .fallback(|method: Method, uri: axum::http::Uri| async move {
             Problem::new(

@@ -97,3 +97,27 @@ impl From<ControlError> for Problem {
         Problem::new(status, error.to_string())
     }
 }
+
+impl From<sluice_proxy::BreakerError> for Problem {
+    fn from(error: sluice_proxy::BreakerError) -> Problem {
+        use sluice_proxy::BreakerError;
+        match error {
+            BreakerError::UnknownBreaker(_) | BreakerError::UnknownPolicy(_) => {
+                Problem::new(StatusCode::NOT_FOUND, error.to_string())
+            }
+            BreakerError::Invalid(errors) => {
+                let detail = errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                let mut problem = Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!("policy refused; the previous one keeps working: {detail}"),
+                );
+                problem.errors = errors;
+                problem
+            }
+        }
+    }
+}

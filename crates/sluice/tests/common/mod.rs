@@ -28,6 +28,8 @@ pub struct Behaviour {
     pub fail_every: AtomicU64,
     /// Delay before answering, in ms.
     pub delay_ms: AtomicU64,
+    /// Answer 500 to every request whose `x-tenant` is this one.
+    pub fail_tenant: Mutex<Option<String>>,
 }
 
 /// A real HTTP/1.1 server that answers `name` and counts requests.
@@ -65,7 +67,11 @@ impl Upstream {
                                 tokio::time::sleep(Duration::from_millis(delay)).await;
                             }
                             let every = b.fail_every.load(Ordering::Relaxed);
-                            let status = if every > 0 && n % every == 0 {
+                            let tenant =
+                                req.headers().get("x-tenant").and_then(|v| v.to_str().ok());
+                            let tenant_fails = tenant.is_some()
+                                && b.fail_tenant.lock().unwrap().as_deref() == tenant;
+                            let status = if (every > 0 && n % every == 0) || tenant_fails {
                                 500
                             } else {
                                 200
