@@ -90,6 +90,7 @@ mod tests {
             requests,
             errors,
             latency,
+            breaker_trips: 0,
         }
     }
 

@@ -141,6 +141,7 @@ fn builtin_value(metric: Metric, percentile: Option<f64>, version: &VersionWindo
         Metric::ErrorRate => version.success_rate().map(|rate| 100.0 - rate),
         Metric::Latency => version.latency_percentile_ms(percentile.unwrap_or(99.0)),
         Metric::MeanLatency => version.latency.mean().map(|d| d.as_secs_f64() * 1000.0),
+        Metric::BreakerTrips => Some(version.breaker_trips as f64),
     }
 }
 

@@ -26,6 +26,9 @@ pub struct VersionWindow {
     pub errors: u64,
     /// Time to response head.
     pub latency: Histogram,
+    /// Times a circuit breaker of the version opened.
+    #[serde(default)]
+    pub breaker_trips: u64,
 }
 
 // === impl VersionWindow ===
@@ -39,6 +42,7 @@ impl VersionWindow {
             requests: self.requests.saturating_sub(earlier.requests),
             errors: self.errors.saturating_sub(earlier.errors),
             latency: self.latency.saturating_sub(&earlier.latency),
+            breaker_trips: self.breaker_trips.saturating_sub(earlier.breaker_trips),
         }
     }
 

@@ -368,6 +368,7 @@ fn run_one(
                     requests,
                     errors,
                     latency: canary.latencies(&mut latency_rng, requests),
+                    breaker_trips: 0,
                 },
             };
             match state.observe(&config.sequential, &batch).verdict {

@@ -65,6 +65,8 @@ pub enum Metric {
     Latency,
     /// The mean time to response head, in ms.
     MeanLatency,
+    /// Times the version's circuit breakers opened (any partition) in the window.
+    BreakerTrips,
 }
 
 /// Where a check's values come from.
@@ -192,6 +194,7 @@ impl CheckSpec {
             Some(Metric::SuccessRate) => "success_rate".to_string(),
             Some(Metric::ErrorRate) => "error_rate".to_string(),
             Some(Metric::MeanLatency) => "mean_latency".to_string(),
+            Some(Metric::BreakerTrips) => "breaker_trips".to_string(),
             Some(Metric::Latency) => {
                 format!("latency_p{}", trim_float(self.percentile.unwrap_or(99.0)))
             }
@@ -203,7 +206,7 @@ impl CheckSpec {
         match self.metric {
             Some(Metric::SuccessRate | Metric::ErrorRate) => Unit::Percent,
             Some(Metric::Latency | Metric::MeanLatency) => Unit::Millis,
-            None => Unit::Value,
+            Some(Metric::BreakerTrips) | None => Unit::Value,
         }
     }
 

@@ -110,6 +110,7 @@ impl VersionMetrics {
             requests: self.requests.load(Relaxed),
             errors: self.errors.iter().map(|c| c.load(Relaxed)).sum(),
             latency: Histogram::from_counts(self.latency_counts()),
+            breaker_trips: 0,
         }
     }
 }
@@ -174,11 +175,15 @@ impl Metrics {
     /// Cumulative counters of one version since start (zeros if it never had
     /// a route). The controller diffs two of these with `VersionWindow::since`.
     pub fn snapshot(&self, service: &str, slot: Slot) -> VersionWindow {
-        let versions = self.versions.lock().unwrap_or_else(PoisonError::into_inner);
-        versions
-            .get(&(service.to_string(), slot))
-            .map(|v| v.window())
-            .unwrap_or_default()
+        let mut window = {
+            let versions = self.versions.lock().unwrap_or_else(PoisonError::into_inner);
+            versions
+                .get(&(service.to_string(), slot))
+                .map(|v| v.window())
+                .unwrap_or_default()
+        };
+        window.breaker_trips = self.breakers.trips(service, slot);
+        window
     }
 
     /// Requests of one version currently waiting for or streaming a response.

@@ -564,3 +564,70 @@ async fn policies_are_replaced_live_and_a_bad_one_is_refused() {
     let list = sluice.cli(&["breakers", "list"]);
     assert!(String::from_utf8_lossy(&list.stdout).contains("switched OFF globally"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_breaker_trip_on_the_canary_rolls_the_rollout_back() {
+    let stable = Upstream::start("v1").await;
+    let canary = Upstream::start("v2").await;
+    canary.behaviour.fail_every.store(1, Ordering::Relaxed);
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        r#"listeners:
+  - address: 127.0.0.1:0
+admin:
+  address: 127.0.0.1:0
+store: sluice.db
+breakers:
+  policies:
+    default: {{ failure_threshold: 3, error_rate_threshold: null, open_duration: 1m }}
+services:
+  - name: web
+    versions:
+      stable: {{ endpoints: ["{}"] }}
+      canary: {{ endpoints: ["{}"] }}
+    breaker: {{ policy: default }}
+    rollout:
+      interval: 1s
+      threshold: 1
+      min_requests: 3
+      step_weights: [50]
+      checks:
+        - metric: breaker_trips
+          max: 0
+"#,
+        stable.endpoint(),
+        canary.endpoint()
+    );
+    let sluice = Sluice::start(dir.path(), &config);
+    let client = client();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (_counts, tasks) = spawn_load(sluice.proxy, 4, Duration::from_millis(10), stop.clone());
+    eventually(
+        Duration::from_secs(20),
+        "the rollout to roll back",
+        || async { (phase(&client, sluice.admin).await == "RolledBack").then_some(()) },
+    )
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let status = admin_json(&client, sluice.admin, "/api/v1/rollouts/web").await;
+    let reason = status["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["reason"].as_str())
+        .find(|r| r.contains("breaker_trips"))
+        .map(str::to_string);
+    assert!(
+        reason
+            .as_deref()
+            .is_some_and(|r| r.contains("above the maximum 0")),
+        "{status}"
+    );
+    assert_eq!(
+        breaker(&client, sluice.admin, "web:canary").await["counters"]["trips"],
+        1
+    );
+}

@@ -32,6 +32,7 @@ fn version(requests: u64, errors: u64, latency_ms: u64) -> VersionWindow {
         requests,
         errors,
         latency,
+        breaker_trips: 0,
     }
 }
 
@@ -444,4 +445,24 @@ mod properties {
             }
         }
     }
+}
+
+#[test]
+fn a_breaker_trip_on_the_canary_fails_a_no_trips_check() {
+    let mut no_trips = CheckSpec::builtin_min(Metric::BreakerTrips, 0.0);
+    no_trips.min = None;
+    no_trips.max = Some(BoundSpec::Number(0.0));
+    let mut window = canary(500, 0, 5);
+    let quiet = analyse(std::slice::from_ref(&no_trips), 20, &window);
+    assert_eq!(quiet.verdict, Verdict::Pass);
+    window.canary.breaker_trips = 1;
+    let tripped = analyse(&[no_trips], 20, &window);
+    assert_eq!(tripped.verdict, Verdict::Fail);
+    assert!(
+        tripped
+            .reason
+            .starts_with("breaker_trips 1 is above the maximum 0"),
+        "{}",
+        tripped.reason
+    );
 }

@@ -264,6 +264,7 @@ impl VersionTraffic {
             requests,
             errors: rng.binomial(requests, error_rate),
             latency: Histogram::from_counts(counts),
+            breaker_trips: 0,
         }
     }
 
