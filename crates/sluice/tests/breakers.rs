@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
-use http::HeaderMap;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use serde_json::Value;
@@ -56,36 +55,26 @@ fn policy(open: &str, extra: &str) -> String {
     )
 }
 
-struct Answer {
-    status: u16,
-    headers: HeaderMap,
-    body: String,
+/// One upstream `api` behind a running sluice.
+struct Setup {
+    upstream: Upstream,
+    _dir: tempfile::TempDir,
+    sluice: Sluice,
+    client: HttpClient,
 }
 
-async fn fetch(
-    client: &HttpClient,
-    addr: SocketAddr,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> Answer {
-    let mut request = Request::get(format!("http://{addr}{path}"));
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let response = tokio::time::timeout(
-        Duration::from_secs(20),
-        client.request(request.body(Full::new(Bytes::new())).unwrap()),
-    )
-    .await
-    .expect("request timed out")
-    .expect("request failed");
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    Answer {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
+async fn setup(service_breaker: &str, policies: &str) -> Setup {
+    let upstream = Upstream::start("api").await;
+    let dir = tempfile::tempdir().unwrap();
+    let sluice = Sluice::start(
+        dir.path(),
+        &config(&upstream.endpoint(), service_breaker, policies),
+    );
+    Setup {
+        upstream,
+        _dir: dir,
+        sluice,
+        client: client(),
     }
 }
 
@@ -119,17 +108,12 @@ async fn send_json(client: &HttpClient, method: &str, url: String, body: &str) -
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sustained_failure_opens_it_and_recovery_closes_it() {
-    let upstream = Upstream::start("api").await;
-    let dir = tempfile::tempdir().unwrap();
-    let sluice = Sluice::start(
-        dir.path(),
-        &config(
-            &upstream.endpoint(),
-            "      policy: default",
-            &policy("1s", ""),
-        ),
-    );
-    let client = client();
+    let Setup {
+        upstream,
+        sluice,
+        client,
+        _dir,
+    } = setup("      policy: default", &policy("1s", "")).await;
 
     // (1) Sustained failure: exactly the five failures reach the upstream,
     // then it fails fast with 503, Retry-After and the breaker's name.
@@ -197,8 +181,6 @@ async fn sustained_failure_opens_it_and_recovery_closes_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flapping_upstream_cannot_make_it_reopen_faster_than_the_open_duration() {
-    let upstream = Upstream::start("api").await;
-    let dir = tempfile::tempdir().unwrap();
     let policy = "    default:
       failure_threshold: 2
       error_rate_threshold: null
@@ -207,11 +189,12 @@ async fn a_flapping_upstream_cannot_make_it_reopen_faster_than_the_open_duration
       backoff_multiplier: 2
       half_open_calls: 1
       success_threshold: 1";
-    let sluice = Sluice::start(
-        dir.path(),
-        &config(&upstream.endpoint(), "      policy: default", policy),
-    );
-    let client = client();
+    let Setup {
+        upstream,
+        sluice,
+        client,
+        _dir,
+    } = setup("      policy: default", policy).await;
     // Every other request fails: the breaker trips, its trial fails or passes
     // at random, and it trips again.
     upstream.behaviour.fail_every.store(2, Ordering::Relaxed);
@@ -263,17 +246,12 @@ async fn a_flapping_upstream_cannot_make_it_reopen_faster_than_the_open_duration
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_hundreds_of_clients_counts_are_exact_and_half_open_admits_exactly_its_trials() {
-    let upstream = Upstream::start("api").await;
-    let dir = tempfile::tempdir().unwrap();
-    let sluice = Sluice::start(
-        dir.path(),
-        &config(
-            &upstream.endpoint(),
-            "      policy: default",
-            &policy("1s", ""),
-        ),
-    );
-    let client = client();
+    let Setup {
+        upstream,
+        sluice,
+        client,
+        _dir,
+    } = setup("      policy: default", &policy("1s", "")).await;
     let burst = |n: usize| {
         let client = client.clone();
         let proxy = sluice.proxy;
@@ -332,17 +310,16 @@ async fn under_hundreds_of_clients_counts_are_exact_and_half_open_admits_exactly
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_tenants_failures_never_open_another_tenants_breaker() {
-    let upstream = Upstream::start("api").await;
-    let dir = tempfile::tempdir().unwrap();
-    let sluice = Sluice::start(
-        dir.path(),
-        &config(
-            &upstream.endpoint(),
-            "      policy: default\n      partition_header: x-tenant",
-            &policy("1m", ""),
-        ),
-    );
-    let client = client();
+    let Setup {
+        upstream,
+        sluice,
+        client,
+        _dir,
+    } = setup(
+        "      policy: default\n      partition_header: x-tenant",
+        &policy("1m", ""),
+    )
+    .await;
     *upstream.behaviour.fail_tenant.lock().unwrap() = Some("acme".into());
     for _ in 0..10 {
         fetch(&client, sluice.proxy, "/", &[("x-tenant", "acme")]).await;
@@ -383,17 +360,12 @@ async fn one_tenants_failures_never_open_another_tenants_breaker() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shadow_mode_records_what_it_would_do_and_never_rejects() {
-    let upstream = Upstream::start("api").await;
-    let dir = tempfile::tempdir().unwrap();
-    let sluice = Sluice::start(
-        dir.path(),
-        &config(
-            &upstream.endpoint(),
-            "      policy: default",
-            &policy("1m", "      mode: shadow"),
-        ),
-    );
-    let client = client();
+    let Setup {
+        upstream,
+        sluice,
+        client,
+        _dir,
+    } = setup("      policy: default", &policy("1m", "      mode: shadow")).await;
     upstream.behaviour.fail_every.store(1, Ordering::Relaxed);
     for _ in 0..30 {
         assert_eq!(fetch(&client, sluice.proxy, "/", &[]).await.status, 500);
@@ -410,19 +382,18 @@ async fn shadow_mode_records_what_it_would_do_and_never_rejects() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_breaker_serves_the_last_good_answer_or_the_static_fallback() {
-    let upstream = Upstream::start("api").await;
-    let dir = tempfile::tempdir().unwrap();
     let policies = policy(
         "1m",
         "      fallback:
         stale: { max_age: 5m }
         static: { status: 200, body: 'cached later', headers: { x-degraded: 'yes' } }",
     );
-    let sluice = Sluice::start(
-        dir.path(),
-        &config(&upstream.endpoint(), "      policy: default", &policies),
-    );
-    let client = client();
+    let Setup {
+        upstream,
+        sluice,
+        client,
+        _dir,
+    } = setup("      policy: default", &policies).await;
     let fresh = fetch(&client, sluice.proxy, "/catalog?page=1", &[]).await;
     assert_eq!((fresh.status, fresh.body.as_str()), (200, "api"));
     upstream.behaviour.fail_every.store(1, Ordering::Relaxed);
@@ -450,18 +421,13 @@ async fn an_open_breaker_serves_the_last_good_answer_or_the_static_fallback() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_beyond_max_requests_are_shed_at_once() {
-    let upstream = Upstream::start("api").await;
+    let Setup {
+        upstream,
+        sluice,
+        client,
+        _dir,
+    } = setup("      limits: { max_requests: 4 }", &policy("1s", "")).await;
     upstream.behaviour.delay_ms.store(800, Ordering::Relaxed);
-    let dir = tempfile::tempdir().unwrap();
-    let sluice = Sluice::start(
-        dir.path(),
-        &config(
-            &upstream.endpoint(),
-            "      limits: { max_requests: 4 }",
-            &policy("1s", ""),
-        ),
-    );
-    let client = client();
     let tasks: Vec<_> = (0..20)
         .map(|_| {
             let client = client.clone();
@@ -491,17 +457,12 @@ async fn requests_beyond_max_requests_are_shed_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policies_are_replaced_live_and_a_bad_one_is_refused() {
-    let upstream = Upstream::start("api").await;
-    let dir = tempfile::tempdir().unwrap();
-    let sluice = Sluice::start(
-        dir.path(),
-        &config(
-            &upstream.endpoint(),
-            "      policy: default",
-            &policy("1s", ""),
-        ),
-    );
-    let client = client();
+    let Setup {
+        upstream,
+        sluice,
+        client,
+        _dir,
+    } = setup("      policy: default", &policy("1s", "")).await;
     let url = format!("{}/api/v1/breakers/policies/default", sluice.admin_url());
 
     let (status, problem) = send_json(
@@ -536,7 +497,7 @@ async fn policies_are_replaced_live_and_a_bad_one_is_refused() {
     sluice.cli(&["breakers", "reset", "api:stable"]);
 
     // A new policy from a file through the CLI: two failures now.
-    let file = dir.path().join("strict.yaml");
+    let file = sluice.dir.join("strict.yaml");
     std::fs::write(&file, "failure_threshold: 2\nerror_rate_threshold: null\nopen_duration: 1m\nmax_open_duration: 1m\n").unwrap();
     let output = sluice.cli(&[
         "breakers",

@@ -245,12 +245,20 @@ pub fn client() -> HttpClient {
 }
 
 /// GET with extra headers; returns status, `x-upstream` and body.
-pub async fn get(
+/// A response as tests look at it.
+pub struct Answer {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: String,
+}
+
+/// GET `path` with `headers` (bounded in time).
+pub async fn fetch(
     client: &HttpClient,
     addr: SocketAddr,
     path: &str,
     headers: &[(&str, &str)],
-) -> (u16, String, String) {
+) -> Answer {
     let mut request = Request::get(format!("http://{addr}{path}"));
     for (name, value) in headers {
         request = request.header(*name, *value);
@@ -263,23 +271,35 @@ pub async fn get(
     .expect("request timed out")
     .expect("request failed");
     let status = response.status().as_u16();
-    let upstream = response
-        .headers()
-        .get("x-upstream")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
+    let headers = response.headers().clone();
     let body = response
         .into_body()
         .collect()
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
-    (
+    Answer {
         status,
-        upstream,
-        String::from_utf8_lossy(&body).into_owned(),
-    )
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+/// GET `path`: status, the `x-upstream` that answered, body.
+pub async fn get(
+    client: &HttpClient,
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String, String) {
+    let answer = fetch(client, addr, path, headers).await;
+    let upstream = answer
+        .headers
+        .get("x-upstream")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    (answer.status, upstream, answer.body)
 }
 
 /// `/metrics` from the admin API, or None on a transport error (for polling
