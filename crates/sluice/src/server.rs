@@ -246,3 +246,20 @@ pub fn init_logging() {
         .with_target(false)
         .try_init();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::breakers_env;
+
+    #[test]
+    fn the_breaker_switch_reads_booleans_and_names_a_bad_value() {
+        assert_eq!(breakers_env(None).unwrap(), None);
+        assert_eq!(breakers_env(Some("false".into())).unwrap(), Some(false));
+        assert_eq!(breakers_env(Some(" TRUE ".into())).unwrap(), Some(true));
+        let error = breakers_env(Some("maybe".into())).unwrap_err().to_string();
+        assert!(
+            error.contains("SLUICE_BREAKERS_ENABLED=\"maybe\""),
+            "{error}"
+        );
+    }
+}
