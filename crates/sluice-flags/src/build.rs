@@ -61,9 +61,7 @@ pub(crate) fn build(
             source,
             env,
         };
-        if let Some(flag) = build_flag(key, flag_spec, &context, &mut report) {
-            flags.push(flag);
-        }
+        flags.push(build_flag(key, flag_spec, &context, &mut report));
     }
     if errors.is_empty() {
         Ok(Built {
@@ -121,7 +119,7 @@ fn build_flag(
     mut spec: FlagSpec,
     load: &LoadContext<'_>,
     report: &mut Report<'_>,
-) -> Option<Flag> {
+) -> Flag {
     let overrides = apply_env(&mut spec, load.env, report);
     let mut variants: Vec<(Box<str>, Value)> = spec
         .variants
@@ -182,7 +180,7 @@ fn build_flag(
         digest: 0,
     };
     flag.digest = fingerprint::flag_digest(&flag);
-    Some(flag)
+    flag
 }
 
 fn apply_env(

@@ -63,10 +63,16 @@ pub struct FlagSpec {
     pub metadata: Map<String, Value>,
     /// Boolean flags only, 0..=100: the share of bucketing keys served the
     /// `true` variant (the rest get the `false` one). Applies when there is
-    /// no targeting or targeting gives `null`; reason SPLIT.
+    /// no targeting or targeting gives `null`; reason SPLIT. It buckets as
+    /// flagd's `fractional: [{"cat": [{"var": "$flagd.flagKey"}, {"var":
+    /// ATTR}]}, [true-variant, w], [false-variant, 1000000 - w]]` with
+    /// `w = percentage × 10000`, so a key keeps its bucket as the
+    /// percentage moves. A context without the attribute answers
+    /// TARGETING_KEY_MISSING (except at 0 and 100, which need no key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub percentage: Option<f64>,
-    /// The context attribute (dotted path) whose value is bucketed; default `targetingKey`.
+    /// The context attribute (dotted path) whose value (a string or number)
+    /// is bucketed, after the flag key; default `targetingKey`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bucket_by: Option<String>,
     /// Environment variables that override the file, read at load.

@@ -1,6 +1,7 @@
 //! The hot path allocates nothing: a global allocator that counts this
 //! thread's allocations wraps evaluations of a static flag, a percentage
-//! flag and a flag with typical targeting (`in` a list, `==`, `if`).
+//! flag and flags with typical targeting (`in` a list or segment, `==`,
+//! `sem_ver`, `starts_with`, `<`, `if`).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -52,8 +53,18 @@ fn evaluation_allocates_nothing() {
                      "targeting": {"if": [
                          {"and": [{"in": [{"var": "tenant"}, ["acme", "globex"]]},
                                   {"==": [{"var": "plan"}, "gold"]}]},
-                         "b", null]}}
-        }})
+                         "b", null]}},
+            "five-rules": {"state": "ENABLED", "variants": {"a": "a", "b": "b", "none": "none"},
+                     "defaultVariant": "none",
+                     "targeting": {"if": [
+                         {"in": [{"var": "tenant"}, {"segment": "beta"}]}, "a",
+                         {"==": [{"var": "plan"}, "silver"]}, "b",
+                         {"sem_ver": [{"var": "version"}, ">=", "3.0.0"]}, "a",
+                         {"starts_with": [{"var": "email"}, "admin@"]}, "b",
+                         {"<": [{"var": "age"}, 18]}, "a",
+                         null]}}
+        },
+        "segments": {"beta": ["globex", "initech"]}})
         .to_string(),
     )
     .unwrap();
@@ -62,8 +73,11 @@ fn evaluation_allocates_nothing() {
     let ctx = Context::empty(1_767_225_600)
         .with_targeting_key("user-123")
         .with("tenant", "acme")
-        .with("plan", "gold");
-    for key in ["static", "ramp", "targeted"] {
+        .with("plan", "gold")
+        .with("version", "2.9.1")
+        .with("email", "pat@example.com")
+        .with("age", 42);
+    for key in ["static", "ramp", "targeted", "five-rules"] {
         let mut reason = None;
         let count = allocations_during(|| {
             for _ in 0..1_000 {
@@ -72,7 +86,10 @@ fn evaluation_allocates_nothing() {
                 std::hint::black_box(evaluation);
             }
         });
-        assert_eq!(count, 0, "{key} allocated {count} times in 1000 evaluations");
+        assert_eq!(
+            count, 0,
+            "{key} allocated {count} times in 1000 evaluations"
+        );
         assert_ne!(reason, Some(Reason::Error), "{key}");
     }
 }

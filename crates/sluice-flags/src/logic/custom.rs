@@ -178,12 +178,16 @@ pub(crate) fn sem_ver<'a>(args: &'a [Expr], env: &Env<'a>) -> Cow<'a, Value> {
     let [actual, operator, target] = args else {
         return Cow::Borrowed(&NULL);
     };
-    let operator = operator.eval(env);
-    let result = operator.as_str().and_then(|op| {
-        let actual = semver::Version::from_value(&actual.eval(env))?;
-        let target = semver::Version::from_value(&target.eval(env))?;
-        semver::compare(&actual, op, &target)
-    });
+    let (operator, actual, target) = (operator.eval(env), actual.eval(env), target.eval(env));
+    let result = (|| {
+        let actual = semver::version_text(&actual)?;
+        let target = semver::version_text(&target)?;
+        let (actual, target) = (
+            semver::Version::parse(&actual)?,
+            semver::Version::parse(&target)?,
+        );
+        semver::compare(&actual, operator.as_str()?, &target)
+    })();
     result.map_or(Cow::Borrowed(&NULL), |b| Cow::Owned(Value::Bool(b)))
 }
 

@@ -4,6 +4,7 @@
 //! SemVer 2.0 §11, build metadata ignored. A number in the context is read
 //! as its decimal text (`1.2` → `"1.2"`).
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 
 use serde_json::Value;
@@ -13,19 +14,20 @@ use super::Compiler;
 
 const OPERATORS: [&str; 8] = ["=", "!=", "<", "<=", ">", ">=", "^", "~"];
 
-/// A parsed version; numeric parts kept as digit strings so any length compares.
+/// A parsed version, borrowing its text (no allocation without a
+/// pre-release); numeric parts stay digit strings so any length compares.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) struct Version {
-    major: String,
-    minor: String,
-    patch: String,
-    pre: Vec<String>,
+pub(crate) struct Version<'a> {
+    major: &'a str,
+    minor: &'a str,
+    patch: &'a str,
+    pre: Vec<&'a str>,
 }
 
 // === impl Version ===
 
-impl Version {
-    pub(crate) fn parse(text: &str) -> Option<Version> {
+impl<'a> Version<'a> {
+    pub(crate) fn parse(text: &'a str) -> Option<Version<'a>> {
         let text = text
             .strip_prefix('v')
             .or_else(|| text.strip_prefix('V'))
@@ -38,12 +40,17 @@ impl Version {
             Some((core, pre)) => (core, Some(pre)),
             None => (text, None),
         };
-        let parts: Vec<&str> = core.split('.').collect();
-        if parts.len() > 3 || !parts.iter().all(|p| is_number(p)) {
-            return None;
+        let mut parts = ["0"; 3];
+        let mut count = 0;
+        for part in core.split('.') {
+            if count == 3 || !is_number(part) {
+                return None;
+            }
+            parts[count] = part;
+            count += 1;
         }
         // Shorthands (`1`, `1.2`) take no pre-release or build (as in Go).
-        if parts.len() < 3 && (pre.is_some() || build.is_some()) {
+        if count < 3 && (pre.is_some() || build.is_some()) {
             return None;
         }
         if let Some(build) = build {
@@ -54,7 +61,7 @@ impl Version {
         let pre = match pre {
             None => Vec::new(),
             Some(pre) => {
-                let ids: Vec<&str> = pre.split('.').collect();
+                let ids: Vec<&'a str> = pre.split('.').collect();
                 // Numeric identifiers take no leading zeros.
                 let numeric = |id: &str| id.bytes().all(|b| b.is_ascii_digit());
                 let valid = ids
@@ -63,38 +70,38 @@ impl Version {
                 if !valid {
                     return None;
                 }
-                ids.into_iter().map(str::to_string).collect()
+                ids
             }
         };
-        let part = |i: usize| parts.get(i).map_or("0", |p| *p).to_string();
+        let [major, minor, patch] = parts;
         Some(Version {
-            major: part(0),
-            minor: part(1),
-            patch: part(2),
+            major,
+            minor,
+            patch,
             pre,
         })
     }
+}
 
-    /// A version from a context or rule value: a string, or a number read as text.
-    pub(crate) fn from_value(value: &Value) -> Option<Version> {
-        match value {
-            Value::String(s) => Version::parse(s),
-            Value::Number(_) => Version::parse(&js_string(value)),
-            _ => None,
-        }
+/// The text of a version in a context or rule: a string, or a number read as text.
+pub(crate) fn version_text(value: &Value) -> Option<Cow<'_, str>> {
+    match value {
+        Value::String(s) => Some(Cow::Borrowed(s)),
+        Value::Number(_) => Some(Cow::Owned(js_string(value))),
+        _ => None,
     }
 }
 
-impl Ord for Version {
+impl Ord for Version<'_> {
     fn cmp(&self, other: &Self) -> Ordering {
-        compare_numeric(&self.major, &other.major)
-            .then_with(|| compare_numeric(&self.minor, &other.minor))
-            .then_with(|| compare_numeric(&self.patch, &other.patch))
+        compare_numeric(self.major, other.major)
+            .then_with(|| compare_numeric(self.minor, other.minor))
+            .then_with(|| compare_numeric(self.patch, other.patch))
             .then_with(|| compare_pre(&self.pre, &other.pre))
     }
 }
 
-impl PartialOrd for Version {
+impl PartialOrd for Version<'_> {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
@@ -127,7 +134,7 @@ pub(crate) fn check_literals(compiler: &mut Compiler<'_>, args: &[Value], path: 
         }
     }
     if let Some(target @ (Value::String(_) | Value::Number(_))) = args.get(2) {
-        if Version::from_value(target).is_none() {
+        if version_text(target).is_none_or(|text| Version::parse(&text).is_none()) {
             compiler.lint(
                 &format!("{path}[2]"),
                 format!("{target} is not a semantic version"),
@@ -150,7 +157,7 @@ fn compare_numeric(a: &str, b: &str) -> Ordering {
     a.len().cmp(&b.len()).then_with(|| a.cmp(b))
 }
 
-fn compare_pre(a: &[String], b: &[String]) -> Ordering {
+fn compare_pre(a: &[&str], b: &[&str]) -> Ordering {
     match (a.is_empty(), b.is_empty()) {
         (true, true) => return Ordering::Equal,
         (true, false) => return Ordering::Greater,
@@ -177,7 +184,7 @@ fn compare_pre(a: &[String], b: &[String]) -> Ordering {
 mod tests {
     use super::*;
 
-    fn v(text: &str) -> Version {
+    fn v(text: &str) -> Version<'_> {
         Version::parse(text).unwrap_or_else(|| panic!("{text} should parse"))
     }
 
@@ -224,8 +231,11 @@ mod tests {
 
     #[test]
     fn numbers_read_as_text() {
-        assert_eq!(Version::from_value(&serde_json::json!(1.2)), Some(v("1.2")));
-        assert_eq!(Version::from_value(&serde_json::json!(2)), Some(v("2")));
-        assert_eq!(Version::from_value(&serde_json::json!(true)), None);
+        assert_eq!(
+            version_text(&serde_json::json!(1.2)).as_deref(),
+            Some("1.2")
+        );
+        assert_eq!(version_text(&serde_json::json!(2)).as_deref(), Some("2"));
+        assert_eq!(version_text(&serde_json::json!(true)), None);
     }
 }

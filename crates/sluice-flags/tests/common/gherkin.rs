@@ -45,13 +45,15 @@ impl Step {
     }
 }
 
+/// One Examples block: its tags, header row and rows.
+type Examples = (Vec<String>, Vec<String>, Vec<Vec<String>>);
+
 #[derive(Default)]
 struct Outline {
     name: String,
     tags: Vec<String>,
     steps: Vec<Step>,
-    /// (tags, header, rows) per Examples block.
-    examples: Vec<(Vec<String>, Vec<String>, Vec<Vec<String>>)>,
+    examples: Vec<Examples>,
     is_outline: bool,
 }
 
