@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use std::convert::Infallible;
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -119,7 +120,7 @@ impl Drop for Upstream {
     }
 }
 
-/// The real binary, started with `run -c FILE`.
+/// The real binary, started with `run -c FILE` (or other arguments).
 pub struct Sluice {
     child: Child,
     pub proxy: SocketAddr,
@@ -141,9 +142,25 @@ impl Sluice {
 
     /// Starts on the config already in `dir` (after a crash, say).
     pub fn start_existing(dir: &Path) -> Sluice {
+        let config = dir.join("sluice.yaml");
+        Self::spawn(
+            dir,
+            &["run".as_ref(), "-c".as_ref(), config.as_os_str()],
+            true,
+        )
+    }
+
+    /// Starts `sluice <args>` in `dir` (where its store is created) and
+    /// waits (bounded) for the admin API only: a run without a config, such
+    /// as `run --flags FILE --admin 127.0.0.1:0`, may have no proxy listener,
+    /// so `proxy` is left unspecified (`0.0.0.0:0`).
+    pub fn start_with_args(dir: &Path, args: &[&OsStr]) -> Sluice {
+        Self::spawn(dir, args, false)
+    }
+
+    fn spawn(dir: &Path, args: &[&OsStr], wait_for_proxy: bool) -> Sluice {
         let mut child = Command::new(binary())
-            .args(["run", "-c"])
-            .arg(dir.join("sluice.yaml"))
+            .args(args)
             .current_dir(dir)
             .env("SLUICE_LOG", "info")
             .env_remove("SLUICE_ADMIN_TOKEN")
@@ -164,12 +181,13 @@ impl Sluice {
         });
         let (mut proxy, mut admin) = (None, None);
         let deadline = Instant::now() + Duration::from_secs(30);
-        while proxy.is_none() || admin.is_none() {
+        while (wait_for_proxy && proxy.is_none()) || admin.is_none() {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = match rx.recv_timeout(left) {
                 Ok(line) => line,
                 Err(_) => {
                     let _ = child.kill();
+                    let _ = child.wait();
                     panic!("sluice did not start: {:#?}", log.lock().unwrap());
                 }
             };
@@ -182,7 +200,7 @@ impl Sluice {
         }
         Sluice {
             child,
-            proxy: proxy.unwrap(),
+            proxy: proxy.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
             admin: admin.unwrap(),
             dir: dir.to_path_buf(),
             log,
