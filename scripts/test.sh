@@ -5,18 +5,46 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Debian packages, installed with sudo only when not root.
+apt_install() {
+    local sudo=()
+    [ "$(id -u)" = 0 ] || sudo=(sudo)
+    "${sudo[@]}" apt-get update -qq
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
+}
+
 need_apt=()
 # promtool checks the /metrics exposition (Debian's `prometheus` package).
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 if ((${#need_apt[@]})); then
-    if [ "$(id -u)" = 0 ]; then
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
-    else
-        sudo apt-get update -qq
-        sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
-    fi
+    apt_install "${need_apt[@]}"
 fi
+
+# The OpenFeature interop test (crates/sluice/tests/ofrep_sdk.rs) runs the
+# Python SDK and its OFREP provider from a virtualenv of these exact versions
+# (the whole dependency set, so CI does not drift). Made again only when the
+# list changes.
+py_ofrep=target/py-ofrep
+py_ofrep_packages=(
+    openfeature-sdk==0.10.0
+    openfeature-provider-ofrep==0.3.0
+    requests==2.34.2
+    urllib3==2.8.0
+    idna==3.20
+    charset-normalizer==3.5.2
+    certifi==2026.10.18
+)
+if [ ! -x "$py_ofrep/bin/python" ] || [ "$(cat "$py_ofrep/pinned" 2>/dev/null)" != "${py_ofrep_packages[*]}" ]; then
+    echo "== python: $py_ofrep"
+    # Debian's own python3 makes virtualenvs only with python3-venv.
+    if ! python3 -m venv --clear "$py_ofrep" >/dev/null 2>&1; then
+        apt_install python3-venv
+        python3 -m venv --clear "$py_ofrep"
+    fi
+    "$py_ofrep/bin/python" -m pip install -q --disable-pip-version-check "${py_ofrep_packages[@]}"
+    echo "${py_ofrep_packages[*]}" >"$py_ofrep/pinned"
+fi
+export SLUICE_TEST_PYTHON="$PWD/$py_ofrep/bin/python"
 
 echo "== rustfmt"
 cargo fmt --all -- --check
