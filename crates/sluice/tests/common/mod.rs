@@ -141,12 +141,19 @@ impl Sluice {
 
     /// Starts on the config already in `dir` (after a crash, say).
     pub fn start_existing(dir: &Path) -> Sluice {
+        let config = dir.join("sluice.yaml");
+        Self::start_with(dir, &["run", "-c", config.to_str().unwrap()], &[])
+    }
+
+    /// Starts `sluice ARGS` in `dir` with extra environment variables; waits
+    /// (bounded) for its admin listener (and the proxy's, when it has one).
+    pub fn start_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Sluice {
         let mut child = Command::new(binary())
-            .args(["run", "-c"])
-            .arg(dir.join("sluice.yaml"))
+            .args(args)
             .current_dir(dir)
             .env("SLUICE_LOG", "info")
             .env_remove("SLUICE_ADMIN_TOKEN")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -164,7 +171,8 @@ impl Sluice {
         });
         let (mut proxy, mut admin) = (None, None);
         let deadline = Instant::now() + Duration::from_secs(30);
-        while proxy.is_none() || admin.is_none() {
+        // The proxy line comes first when there is one; the admin line last.
+        while admin.is_none() {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = match rx.recv_timeout(left) {
                 Ok(line) => line,
@@ -182,7 +190,8 @@ impl Sluice {
         }
         Sluice {
             child,
-            proxy: proxy.unwrap(),
+            // A flag server alone has no proxy listener.
+            proxy: proxy.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9))),
             admin: admin.unwrap(),
             dir: dir.to_path_buf(),
             log,
