@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::breaker::{BreakersConfig, ServiceBreaker};
 pub use crate::check::CheckSpec;
+pub use crate::flags::FlagsConfig;
 
 /// The whole config file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -36,6 +37,9 @@ pub struct Config {
     /// Circuit-breaker policies and the global switch.
     #[serde(default)]
     pub breakers: BreakersConfig,
+    /// Feature flags served over OFREP: inline definitions and flagd files.
+    #[serde(default)]
+    pub flags: FlagsConfig,
 }
 
 /// Metric providers for checks (`provider: prometheus`).

@@ -8,6 +8,7 @@ pub mod breaker;
 pub mod check;
 pub mod config;
 pub mod duration;
+pub mod flags;
 mod time;
 mod validate;
 mod weight;
@@ -18,9 +19,10 @@ pub use breaker::{
 };
 pub use check::{parse_bound, Bound, BoundSpec, Metric, OnError, Provider, Unit};
 pub use config::{
-    AdminConfig, Balance, BreakersConfig, CheckSpec, Config, Endpoint, Judge, Listener,
-    PrometheusProvider, Providers, ProxyConfig, RolloutSpec, RouteMatch, Routing, SequentialSpec,
-    Service, ServiceBreaker, StepSpec, Sticky, Strategy, TlsConfig, Trigger, Version, Versions,
+    AdminConfig, Balance, BreakersConfig, CheckSpec, Config, Endpoint, FlagsConfig, Judge,
+    Listener, PrometheusProvider, Providers, ProxyConfig, RolloutSpec, RouteMatch, Routing,
+    SequentialSpec, Service, ServiceBreaker, StepSpec, Sticky, Strategy, TlsConfig, Trigger,
+    Version, Versions,
 };
 pub use time::Timestamp;
 pub use validate::{check_endpoint, ConfigError, FieldError, Step};

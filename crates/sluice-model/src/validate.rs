@@ -140,6 +140,7 @@ impl Config {
             }
         }
         self.breakers.validate(&mut errors.0);
+        self.flags.validate(&mut errors.0);
         errors.0
     }
 

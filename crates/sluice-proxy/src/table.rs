@@ -265,6 +265,7 @@ mod tests {
             services: vec![],
             providers: Default::default(),
             breakers: Default::default(),
+            flags: Default::default(),
         };
         for line in spec.lines().filter(|l| !l.trim().is_empty()) {
             let parts: Vec<&str> = line.split_whitespace().collect();

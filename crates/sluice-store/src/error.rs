@@ -1,4 +1,4 @@
-//! What can go wrong in a store, with the file or service it concerns.
+//! What can go wrong in a store, with the file, service or flag it concerns.
 
 use std::path::PathBuf;
 
@@ -71,4 +71,48 @@ pub enum StoreError {
         #[source]
         source: serde_json::Error,
     },
+
+    /// The flag document's compare-and-swap failed: someone else changed the
+    /// flags first.
+    #[error("flags: stored flag document has revision {found}, expected {expected} (changed by another writer; reload and retry)")]
+    FlagConflict {
+        expected: u64,
+        /// 0 when no flag document is stored.
+        found: u64,
+    },
+
+    /// The flag document's revision cannot go past `u64::MAX`.
+    #[error("flags: expected revision {expected} has no next revision; the flag document cannot be replaced again")]
+    FlagBadRevision { expected: u64 },
+
+    /// A flag change that the audit log cannot keep as it is.
+    #[error("flags: a change {} has no {missing}; the audit log keeps only changes that say who made them and what was done", key.as_deref().map_or_else(|| "of the whole set".to_string(), |key| format!("of flag {key:?}")))]
+    FlagChangeInvalid {
+        /// The flag the change is about (None = the whole set).
+        key: Option<String>,
+        /// The missing field, e.g. `actor (who or what made it)`.
+        missing: &'static str,
+    },
+
+    /// A flag document or flag change could not be encoded or decoded as JSON.
+    #[error("flags: {what} cannot be (de)serialized as JSON: {source}")]
+    FlagSerde {
+        /// `flag document` or `flag change 12`.
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+// === impl StoreError ===
+
+impl StoreError {
+    /// Whether another writer changed what was to be replaced first (a
+    /// service's state or the flag document): reload and retry, e.g. HTTP 409.
+    pub fn is_conflict(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Conflict { .. } | StoreError::FlagConflict { .. }
+        )
+    }
 }

@@ -7,8 +7,14 @@ use std::sync::{Mutex, MutexGuard};
 
 use sluice_rollout::{Decision, ServiceState};
 
-use crate::codec::{decode_decision, decode_state, encode_decision, encode_state};
-use crate::{check_commit, keep_newest, Store, StoreError};
+use crate::codec::{
+    decode_decision, decode_flag_change, decode_flag_document, decode_state, encode_decision,
+    encode_flag_change, encode_flag_document, encode_state,
+};
+use crate::{
+    check_commit, check_flag_change, keep_newest, next_flag_revision, FlagChange, FlagDocument,
+    Store, StoreError,
+};
 
 /// A store in a `Mutex<BTreeMap>`; cheap to create, gone when dropped.
 #[derive(Debug, Default)]
@@ -22,6 +28,23 @@ struct Inner {
     states: BTreeMap<String, Vec<u8>>,
     /// (service, rollout_id, seq) → JSON of the `Decision`.
     decisions: BTreeMap<(String, u64, u64), Vec<u8>>,
+    /// JSON of the flag document and its revision.
+    flag_document: Option<Vec<u8>>,
+    /// seq → the change's flag key (to filter without decoding) and its JSON.
+    flag_changes: BTreeMap<u64, (Option<String>, Vec<u8>)>,
+}
+
+// === impl Inner ===
+
+impl Inner {
+    /// Appends `change` with the next seq and returns it; cannot fail after
+    /// encoding, so a caller that checked first changes all or nothing.
+    fn append_flag_change(&mut self, change: &FlagChange) -> Result<u64, StoreError> {
+        let seq = self.flag_changes.keys().next_back().map_or(0, |last| *last) + 1;
+        let json = encode_flag_change(change, seq)?;
+        self.flag_changes.insert(seq, (change.key.clone(), json));
+        Ok(seq)
+    }
 }
 
 // === impl MemoryStore ===
@@ -119,5 +142,69 @@ impl Store for MemoryStore {
             .map(|((_, id, seq), json)| decode_decision(service, *id, *seq, json))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(keep_newest(decisions, limit))
+    }
+
+    fn load_flags(&self) -> Result<Option<FlagDocument>, StoreError> {
+        let inner = self.lock();
+        inner
+            .flag_document
+            .as_deref()
+            .map(decode_flag_document)
+            .transpose()
+    }
+
+    fn commit_flags(
+        &self,
+        document: &serde_json::Value,
+        expected_revision: u64,
+        change: &FlagChange,
+    ) -> Result<u64, StoreError> {
+        check_flag_change(change)?;
+        let revision = next_flag_revision(expected_revision)?;
+        let document_json = encode_flag_document(revision, document)?;
+
+        let mut inner = self.lock();
+        let found = match inner.flag_document.as_deref() {
+            Some(json) => decode_flag_document(json)?.revision,
+            None => 0,
+        };
+        if found != expected_revision {
+            return Err(StoreError::FlagConflict {
+                expected: expected_revision,
+                found,
+            });
+        }
+        // Append first: it is the step that can fail, and it fails before
+        // changing anything.
+        let seq = inner.append_flag_change(change)?;
+        inner.flag_document = Some(document_json);
+        Ok(seq)
+    }
+
+    fn append_flag_change(&self, change: &FlagChange) -> Result<u64, StoreError> {
+        check_flag_change(change)?;
+        self.lock().append_flag_change(change)
+    }
+
+    fn flag_changes(
+        &self,
+        key: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<Vec<FlagChange>, StoreError> {
+        let inner = self.lock();
+        let mut newest_first = Vec::new();
+        let matching = inner
+            .flag_changes
+            .iter()
+            .rev()
+            .filter(|(_, (change_key, _))| key.is_none() || change_key.as_deref() == key);
+        for (seq, (_, json)) in matching {
+            if limit.is_some_and(|limit| newest_first.len() >= limit) {
+                break;
+            }
+            newest_first.push(decode_flag_change(*seq, json)?);
+        }
+        newest_first.reverse();
+        Ok(newest_first)
     }
 }

@@ -4,7 +4,8 @@
 //! (see this crate's tests for the file and memory backends).
 //!
 //! Each check uses its own service names (prefixed by the check's name), so
-//! all of them can share one store, e.g. one etcd key prefix.
+//! all of them can share one store, e.g. one etcd key prefix. The flag checks
+//! are in [`flags`]; `run_all` and `survives_reopen` include them.
 
 use std::time::Duration;
 
@@ -13,7 +14,9 @@ use sluice_rollout::{Decision, DecisionKind, Phase, Rollout, ServiceState};
 
 use crate::{Store, StoreError};
 
-/// Runs every check that needs only one open store.
+pub mod flags;
+
+/// Runs every check that needs only one open store, the flag checks included.
 pub fn run_all(store: &dyn Store) {
     round_trip(store);
     compare_and_swap(store);
@@ -21,6 +24,7 @@ pub fn run_all(store: &dyn Store) {
     history_order_filter_limit(store);
     commit_is_atomic(store);
     load_all_lists_every_service(store);
+    flags::run_all(store);
 }
 
 /// What is committed is loaded back unchanged; an unknown service is `None`.
@@ -251,7 +255,8 @@ pub fn load_all_lists_every_service(store: &dyn Store) {
 }
 
 /// What was committed through one handle is found after it is dropped and
-/// the store opened again. `open` opens (or reconnects to) the same store.
+/// the store opened again, the flag document and log included. `open` opens
+/// (or reconnects to) the same store.
 pub fn survives_reopen(open: &dyn Fn() -> Box<dyn Store>) {
     let name = "reopen-web";
     let state = service_state(name, 1, Some(rollout(name, 1)));
@@ -276,6 +281,8 @@ pub fn survives_reopen(open: &dyn Fn() -> Box<dyn Store>) {
     }
     let store = open();
     assert_eq!(store.load(name).expect("load").map(|s| s.revision), Some(2));
+    drop(store);
+    flags::flags_survive_reopen(open);
 }
 
 // === fixtures ===

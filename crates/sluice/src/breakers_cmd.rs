@@ -10,7 +10,7 @@ use clap::Subcommand;
 use serde_json::Value;
 
 use crate::cli::{Output, Remote};
-use crate::client::{print_json, AdminClient};
+use crate::client::{path_segment as segment, print_json, AdminClient};
 use crate::output;
 
 #[derive(Subcommand)]
@@ -123,20 +123,7 @@ async fn switch(api: &AdminClient, target: SwitchTarget, switch: &str) -> anyhow
     api.post(&path, None).await
 }
 
-/// Percent-encodes what is not safe in one path segment.
-fn segment(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-_.~:".contains(&byte) {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
-}
-
-fn text(value: &Value) -> String {
+pub fn text(value: &Value) -> String {
     match value {
         Value::String(s) => s.clone(),
         Value::Null => "-".to_string(),

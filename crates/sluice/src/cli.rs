@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::breakers_cmd::{self, BreakersCommand};
+use crate::flags_cmd::{self, FlagsCommand};
 use crate::{client, demo, server, simulate_cmd};
 
 #[derive(Parser)]
@@ -26,11 +27,17 @@ pub struct Cli {
 enum Command {
     /// Everything on one machine: demo upstreams, load, proxy, controller, admin API, and a canary rollout.
     Demo(DemoArgs),
-    /// Run the proxy, the controller and the admin API from a config file.
+    /// Run the proxy, the controller, the flag server and the admin API from a config file.
     Run {
-        /// The config file (YAML).
-        #[arg(short, long, default_value = "sluice.yaml")]
-        config: PathBuf,
+        /// The config file (YAML). Default `sluice.yaml`, unless `--flags` alone is given.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// A flagd flag-definition file to serve over OFREP (repeatable; watched for changes).
+        #[arg(long = "flags", value_name = "FILE")]
+        flags: Vec<PathBuf>,
+        /// The admin API (and OFREP) listener, overriding `admin.address`.
+        #[arg(long)]
+        admin: Option<std::net::SocketAddr>,
     },
     /// Config file tools.
     Config {
@@ -46,6 +53,13 @@ enum Command {
     Rollout {
         #[command(subcommand)]
         command: RolloutCommand,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Feature flags: list, get, set, kill, evaluate, history.
+    Flags {
+        #[command(subcommand)]
+        command: FlagsCommand,
         #[command(flatten)]
         remote: Remote,
     },
@@ -193,7 +207,23 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Demo(args) => runtime()?.block_on(demo::run(args)),
-        Command::Run { config } => runtime()?.block_on(server::run_from_file(config)),
+        Command::Run {
+            config,
+            flags,
+            admin,
+        } => {
+            // `--flags` alone serves flags without a config file, like flagd.
+            let config = match config {
+                Some(config) => Some(config),
+                None if flags.is_empty() => Some(PathBuf::from("sluice.yaml")),
+                None => None,
+            };
+            runtime()?.block_on(server::run(server::RunOptions {
+                config,
+                flag_files: flags,
+                admin,
+            }))
+        }
         Command::Config {
             command: ConfigCommand::Validate { config },
         } => Ok(validate(&config)),
@@ -205,6 +235,12 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 .enable_all()
                 .build()?;
             rt.block_on(rollout(command, remote))
+        }
+        Command::Flags { command, remote } => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(flags_cmd::run(command, remote))
         }
         Command::Breakers { command, remote } => {
             let rt = tokio::runtime::Builder::new_current_thread()

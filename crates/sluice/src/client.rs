@@ -63,10 +63,43 @@ impl AdminClient {
         path: &str,
         body: Option<serde_json::Value>,
     ) -> anyhow::Result<T> {
+        let (status, bytes) = self.send(method, path, body).await?;
+        if !status.is_success() {
+            let detail = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|v| v.get("detail").and_then(|d| d.as_str()).map(str::to_string))
+                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
+            bail!("{status}: {detail}");
+        }
+        serde_json::from_slice(&bytes)
+            .with_context(|| format!("unexpected answer from {}{path}", self.base))
+    }
+
+    /// A POST whose answer is read whatever its status (OFREP answers
+    /// errors with a JSON body of their own).
+    pub async fn post_any(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+    ) -> anyhow::Result<(http::StatusCode, serde_json::Value)> {
+        let (status, bytes) = self.send(http::Method::POST, path, Some(body)).await?;
+        let value = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        Ok((status, value))
+    }
+
+    async fn send(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> anyhow::Result<(http::StatusCode, Bytes)> {
         let url = format!("{}{path}", self.base);
         let mut request = http::Request::builder().method(method).uri(&url);
         if let Some(token) = &self.token {
             request = request.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        if let Ok(user) = std::env::var("USER") {
+            request = request.header("x-sluice-actor", user);
         }
         let body = match body {
             Some(json) => {
@@ -89,15 +122,25 @@ impl AdminClient {
             })?;
         let status = response.status();
         let bytes = response.into_body().collect().await?.to_bytes();
-        if !status.is_success() {
-            let detail = serde_json::from_slice::<serde_json::Value>(&bytes)
-                .ok()
-                .and_then(|v| v.get("detail").and_then(|d| d.as_str()).map(str::to_string))
-                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
-            bail!("{status}: {detail}");
-        }
-        serde_json::from_slice(&bytes).with_context(|| format!("unexpected answer from {url}"))
+        Ok((status, bytes))
     }
+
+    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        self.call(http::Method::DELETE, path, None).await
+    }
+}
+
+/// Percent-encodes what is not safe in one path segment.
+pub fn path_segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-_.~:".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {

@@ -7,6 +7,8 @@ mod cli;
 mod client;
 mod controller;
 mod demo;
+mod flags;
+mod flags_cmd;
 mod output;
 mod providers;
 mod server;

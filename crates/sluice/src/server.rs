@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use sluice_model::Config;
+use sluice_model::{Config, ConfigError, FieldError};
 use sluice_proxy::{Metrics, Proxy, RouteTable};
 use sluice_store::FileStore;
 use tokio::net::TcpListener;
@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 
 use crate::admin;
 use crate::controller::Controller;
+use crate::flags::{FlagError, FlagServer};
 
 /// How long in-flight requests may take to finish at shutdown.
 const DRAIN: Duration = Duration::from_secs(10);
@@ -51,13 +52,18 @@ pub struct Running {
     pub controller: Arc<Controller>,
     pub metrics: Arc<Metrics>,
     pub reloads: Arc<ReloadCounters>,
+    pub flags: Arc<FlagServer>,
     ready: Arc<AtomicBool>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 /// Starts everything; `source` is the file a reload re-reads.
-pub async fn start(config: Config, source: Option<PathBuf>) -> anyhow::Result<Running> {
+pub async fn start(
+    config: Config,
+    source: Option<PathBuf>,
+    flag_files: &[PathBuf],
+) -> anyhow::Result<Running> {
     let admin_address = config.admin.address;
     if !admin_address.ip().is_loopback() && config.admin.token.is_none() {
         bail!(
@@ -65,8 +71,22 @@ pub async fn start(config: Config, source: Option<PathBuf>) -> anyhow::Result<Ru
              move production traffic. Set SLUICE_ADMIN_TOKEN (or admin.token), or bind it to 127.0.0.1"
         );
     }
-    let store = FileStore::open(Path::new(&config.store))
-        .with_context(|| format!("cannot open the store {:?}", config.store))?;
+    let store = Arc::new(
+        FileStore::open(Path::new(&config.store))
+            .with_context(|| format!("cannot open the store {:?}", config.store))?,
+    );
+    let flags =
+        FlagServer::start(&config.flags, flag_files, store.clone()).map_err(|e| match e {
+            FlagError::Invalid(errors) => anyhow::anyhow!(
+                "the feature flags are invalid:\n{}",
+                errors
+                    .iter()
+                    .map(|e| format!("  {e}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            ),
+            other => anyhow::anyhow!(other),
+        })?;
     let metrics = Metrics::new();
     metrics
         .breakers()
@@ -74,13 +94,8 @@ pub async fn start(config: Config, source: Option<PathBuf>) -> anyhow::Result<Ru
     let table = RouteTable::build(&config, &HashMap::new(), &metrics);
     let proxy = Proxy::new(&config.proxy, table, metrics.clone());
     let config = Arc::new(config);
-    let controller = Controller::start(
-        config.clone(),
-        Arc::new(store),
-        proxy.clone(),
-        metrics.clone(),
-    )
-    .await?;
+    let controller =
+        Controller::start(config.clone(), store, proxy.clone(), metrics.clone()).await?;
 
     let (shutdown, _) = watch::channel(false);
     let mut tasks = Vec::new();
@@ -117,7 +132,14 @@ pub async fn start(config: Config, source: Option<PathBuf>) -> anyhow::Result<Ru
         token: config.admin.token.clone().map(Arc::from),
         config_source: source,
         reloads: reloads.clone(),
+        flags: flags.clone(),
     });
+    if flags.has_files() {
+        let stop = shutdown.subscribe();
+        tasks.push(tokio::spawn(
+            flags.clone().watch(config.flags.watch_interval, stop),
+        ));
+    }
     let stop = wait_for(shutdown.subscribe());
     tasks.push(tokio::spawn(async move {
         if let Err(e) = axum::serve(admin_socket, router)
@@ -129,6 +151,7 @@ pub async fn start(config: Config, source: Option<PathBuf>) -> anyhow::Result<Ru
     }));
     ready.store(true, Ordering::SeqCst);
     Ok(Running {
+        flags,
         proxy_addrs,
         admin_addr,
         controller,
@@ -172,6 +195,7 @@ impl Running {
 /// Re-reads the config file and applies it; on any error the old config keeps serving.
 pub async fn reload(
     controller: &Controller,
+    flags: &FlagServer,
     source: &Path,
     counters: &ReloadCounters,
 ) -> anyhow::Result<()> {
@@ -184,6 +208,22 @@ pub async fn reload(
         {
             tracing::warn!("listeners, admin and store changes take effect at the next restart");
         }
+        // Flags first: a refused flag change refuses the whole reload.
+        flags
+            .reconfigure(&config.flags)
+            .await
+            .map_err(|e| match e {
+                FlagError::Invalid(errors) => anyhow::Error::new(ConfigError::Invalid(
+                    errors
+                        .into_iter()
+                        .map(|e| FieldError {
+                            path: format!("flags: {}", e.path),
+                            message: e.message,
+                        })
+                        .collect(),
+                )),
+                other => anyhow::anyhow!(other),
+            })?;
         controller.reconfigure(Arc::new(config)).await?;
         anyhow::Ok(())
     }
@@ -201,21 +241,51 @@ pub async fn reload(
     result
 }
 
-/// `sluice run -c FILE`.
-pub async fn run_from_file(path: PathBuf) -> anyhow::Result<ExitCode> {
+/// What `sluice run` was asked to serve.
+pub struct RunOptions {
+    /// The config file; None with `--flags` alone (a standalone flag server).
+    pub config: Option<PathBuf>,
+    /// flagd flag files (`--flags`, repeatable).
+    pub flag_files: Vec<PathBuf>,
+    /// Overrides `admin.address`.
+    pub admin: Option<SocketAddr>,
+}
+
+/// `sluice run -c FILE [--flags FILE]... [--admin ADDR]`.
+pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
     init_logging();
-    let config =
-        load_config(&path).with_context(|| format!("{} is not a valid config", path.display()))?;
-    if config.listeners.is_empty() {
+    let mut config = match &options.config {
+        Some(path) => load_config(path)
+            .with_context(|| format!("{} is not a valid config", path.display()))?,
+        None => {
+            let mut config = Config::from_yaml("{}")?;
+            if let Ok(token) = std::env::var("SLUICE_ADMIN_TOKEN") {
+                if !token.is_empty() {
+                    config.admin.token = Some(token);
+                }
+            }
+            config
+        }
+    };
+    if let Some(admin) = options.admin {
+        config.admin.address = admin;
+    }
+    let serves_flags = !options.flag_files.is_empty()
+        || !config.flags.files.is_empty()
+        || !config.flags.definitions.flags.is_empty();
+    if config.listeners.is_empty() && !serves_flags {
         bail!(
-            "{}: listeners: at least one listener is needed to serve traffic",
-            path.display()
+            "{}: listeners: at least one listener is needed to serve traffic (or --flags FILE to serve flags only)",
+            options
+                .config
+                .as_deref()
+                .map_or("the config".into(), |p| p.display().to_string())
         );
     }
     // Before anything is announced: a SIGHUP's default action would end the process.
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let running = start(config, Some(path.clone())).await?;
+    let running = start(config, options.config.clone(), &options.flag_files).await?;
     for addr in &running.proxy_addrs {
         eprintln!("sluice: proxy listening on http://{addr}");
     }
@@ -225,7 +295,14 @@ pub async fn run_from_file(path: PathBuf) -> anyhow::Result<ExitCode> {
     );
     loop {
         tokio::select! {
-            _ = hangup.recv() => { let _ = reload(&running.controller, &path, &running.reloads).await; }
+            _ = hangup.recv() => {
+                match &options.config {
+                    Some(path) => {
+                        let _ = reload(&running.controller, &running.flags, path, &running.reloads).await;
+                    }
+                    None => running.flags.poll_files().await,
+                }
+            }
             _ = terminate.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
         }

@@ -301,15 +301,11 @@ fn the_openfeature_python_sdk_evaluates_sluice_flags_over_ofrep() {
     let dir = tempfile::tempdir().unwrap();
     let flags = dir.path().join("flags.json");
     std::fs::write(&flags, FLAGS).unwrap();
-    let sluice = Sluice::start_with_args(
+    let flags = flags.to_str().expect("a UTF-8 temp path");
+    let sluice = Sluice::start_with(
         dir.path(),
-        &[
-            "run".as_ref(),
-            "--flags".as_ref(),
-            flags.as_os_str(),
-            "--admin".as_ref(),
-            "127.0.0.1:0".as_ref(),
-        ],
+        &["run", "--flags", flags, "--admin", "127.0.0.1:0"],
+        &[],
     );
 
     let cases = cases();

@@ -31,6 +31,16 @@ const PHASES: [Phase; 11] = [
 pub async fn render(State(state): State<AdminState>) -> impl IntoResponse {
     let mut out = String::with_capacity(16 * 1024);
     state.controller.metrics().render_prometheus(&mut out);
+    state.flags.counters.render(&mut out);
+    let _ = writeln!(
+        out,
+        "# HELP sluice_flag_file_reloads_total Flag file changes taken or refused.\n\
+         # TYPE sluice_flag_file_reloads_total counter\n\
+         sluice_flag_file_reloads_total{{result=\"success\"}} {}\n\
+         sluice_flag_file_reloads_total{{result=\"failure\"}} {}",
+        state.flags.reloads_ok.load(Ordering::Relaxed),
+        state.flags.reloads_failed.load(Ordering::Relaxed)
+    );
     let states = state.controller.states();
 
     gauge_header(

@@ -4,6 +4,7 @@
 //! `application/problem+json`.
 
 mod breakers;
+mod flags;
 mod metrics;
 mod problem;
 
@@ -40,6 +41,8 @@ pub struct AdminState {
     /// The config file a reload re-reads (None: reload unsupported, e.g. the demo).
     pub config_source: Option<PathBuf>,
     pub reloads: Arc<ReloadCounters>,
+    /// The feature-flag server (OFREP and the flags API).
+    pub flags: Arc<crate::flags::FlagServer>,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -48,6 +51,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/rollouts/{service}/{action}", post(action))
         .route("/api/v1/config/reload", post(reload))
         .merge(breakers::writes())
+        .merge(flags::writes())
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -59,6 +63,8 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/rollouts/{service}/history", get(history))
         .route("/api/v1/config", get(config))
         .merge(breakers::reads())
+        .merge(flags::reads())
+        .merge(crate::flags::ofrep::routes())
         .merge(mutating)
         .fallback(|method: Method, uri: axum::http::Uri| async move {
             Problem::new(
@@ -100,7 +106,7 @@ async fn require_token(
     next.run(request).await
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -222,7 +228,7 @@ async fn reload(State(state): State<AdminState>) -> Result<Response, Problem> {
             "this sluice was not started from a config file",
         ));
     };
-    match server::reload(&state.controller, source, &state.reloads).await {
+    match server::reload(&state.controller, &state.flags, source, &state.reloads).await {
         Ok(()) => Ok((
             StatusCode::OK,
             Json(serde_json::json!({"reloaded": source})),

@@ -33,6 +33,12 @@ impl Problem {
         }
     }
 
+    /// The same problem with field errors listed.
+    pub fn with_errors(mut self, errors: Vec<FieldError>) -> Problem {
+        self.errors = errors;
+        self
+    }
+
     pub fn not_found(service: &str) -> Problem {
         Problem::new(
             StatusCode::NOT_FOUND,

@@ -37,15 +37,13 @@ async fn admin(token: Option<&str>, ready: bool) -> Router {
         RouteTable::build(&config, &HashMap::new(), &metrics),
         metrics.clone(),
     );
-    let controller = Controller::start(
-        Arc::new(config),
-        Arc::new(MemoryStore::new()),
-        proxy,
-        metrics,
-    )
-    .await
-    .unwrap();
+    let store = Arc::new(MemoryStore::new());
+    let flags = crate::flags::FlagServer::start(&config.flags, &[], store.clone()).unwrap();
+    let controller = Controller::start(Arc::new(config), store, proxy, metrics)
+        .await
+        .unwrap();
     router(AdminState {
+        flags,
         controller,
         ready: Arc::new(AtomicBool::new(ready)),
         token: token.map(Arc::from),

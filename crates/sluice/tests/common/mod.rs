@@ -4,7 +4,6 @@
 #![allow(dead_code)]
 
 use std::convert::Infallible;
-use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -120,7 +119,7 @@ impl Drop for Upstream {
     }
 }
 
-/// The real binary, started with `run -c FILE` (or other arguments).
+/// The real binary, started with `run -c FILE`.
 pub struct Sluice {
     child: Child,
     pub proxy: SocketAddr,
@@ -143,27 +142,18 @@ impl Sluice {
     /// Starts on the config already in `dir` (after a crash, say).
     pub fn start_existing(dir: &Path) -> Sluice {
         let config = dir.join("sluice.yaml");
-        Self::spawn(
-            dir,
-            &["run".as_ref(), "-c".as_ref(), config.as_os_str()],
-            true,
-        )
+        Self::start_with(dir, &["run", "-c", config.to_str().unwrap()], &[])
     }
 
-    /// Starts `sluice <args>` in `dir` (where its store is created) and
-    /// waits (bounded) for the admin API only: a run without a config, such
-    /// as `run --flags FILE --admin 127.0.0.1:0`, may have no proxy listener,
-    /// so `proxy` is left unspecified (`0.0.0.0:0`).
-    pub fn start_with_args(dir: &Path, args: &[&OsStr]) -> Sluice {
-        Self::spawn(dir, args, false)
-    }
-
-    fn spawn(dir: &Path, args: &[&OsStr], wait_for_proxy: bool) -> Sluice {
+    /// Starts `sluice ARGS` in `dir` with extra environment variables; waits
+    /// (bounded) for its admin listener (and the proxy's, when it has one).
+    pub fn start_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Sluice {
         let mut child = Command::new(binary())
             .args(args)
             .current_dir(dir)
             .env("SLUICE_LOG", "info")
             .env_remove("SLUICE_ADMIN_TOKEN")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -181,13 +171,13 @@ impl Sluice {
         });
         let (mut proxy, mut admin) = (None, None);
         let deadline = Instant::now() + Duration::from_secs(30);
-        while (wait_for_proxy && proxy.is_none()) || admin.is_none() {
+        // The proxy line comes first when there is one; the admin line last.
+        while admin.is_none() {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = match rx.recv_timeout(left) {
                 Ok(line) => line,
                 Err(_) => {
                     let _ = child.kill();
-                    let _ = child.wait();
                     panic!("sluice did not start: {:#?}", log.lock().unwrap());
                 }
             };
@@ -200,7 +190,8 @@ impl Sluice {
         }
         Sluice {
             child,
-            proxy: proxy.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
+            // A flag server alone has no proxy listener.
+            proxy: proxy.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9))),
             admin: admin.unwrap(),
             dir: dir.to_path_buf(),
             log,
