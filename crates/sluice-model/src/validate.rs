@@ -140,7 +140,16 @@ impl Config {
             }
         }
         self.breakers.validate(&mut errors.0);
-        self.flags.validate(&mut errors.0);
+        let mut flag_errors = Vec::new();
+        let mut rollout_errors = Errors::default();
+        self.flags.validate(
+            &mut |rollout, path| {
+                validate_rollout(rollout, path, has_prometheus, &mut rollout_errors)
+            },
+            &mut flag_errors,
+        );
+        errors.0.extend(rollout_errors.0);
+        errors.0.extend(flag_errors);
         errors.0
     }
 
