@@ -146,9 +146,9 @@ impl FlagsConfig {
             }
         }
         if let Err(e) = FlagSet::from_spec(self.definitions.clone(), &|_| None) {
-            errors.extend(e.errors().into_iter().map(|e| FieldError {
-                path: format!("flags.definitions.{}", e.path),
-                message: e.message,
+            errors.extend(e.errors().into_iter().map(|mut e| {
+                e.path = format!("flags.definitions.{}", e.path);
+                e
             }));
         }
         if self.watch_interval < Duration::from_millis(100) {
