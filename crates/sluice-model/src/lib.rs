@@ -24,6 +24,7 @@ pub use config::{
     SequentialSpec, Service, ServiceBreaker, StepSpec, Sticky, Strategy, TlsConfig, Trigger,
     Version, Versions,
 };
+pub use flags::{release_plan_name, ReleasePlan, RollbackMode, VariantLabels};
 pub use time::Timestamp;
 pub use validate::{check_endpoint, ConfigError, FieldError, Step};
 pub use weight::{Weight, WeightError};

@@ -4,7 +4,6 @@
 //! `services[0].rollout.steps[2]: weight 120 is above 100`.
 
 use std::collections::HashSet;
-use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -12,24 +11,9 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Config, RolloutSpec, Service, StepSpec, Version};
 use crate::{duration, Weight};
 
-/// One broken rule, at one place in the config.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FieldError {
-    /// Where, as `services[0].rollout.steps[2]` (empty for the document itself).
-    pub path: String,
-    /// Which rule broke, naming the offending value.
-    pub message: String,
-}
-
-impl fmt::Display for FieldError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
-            write!(f, "{}", self.message)
-        } else {
-            write!(f, "{}: {}", self.path, self.message)
-        }
-    }
-}
+/// One broken rule, at one place in the config (the same type the flag
+/// core reports with, so flag errors pass through unchanged).
+pub use sluice_flags::FieldError;
 
 /// Why a config text was refused.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
@@ -140,7 +124,16 @@ impl Config {
             }
         }
         self.breakers.validate(&mut errors.0);
-        self.flags.validate(&mut errors.0);
+        let mut flag_errors = Vec::new();
+        let mut rollout_errors = Errors::default();
+        self.flags.validate(
+            &mut |rollout, path| {
+                validate_rollout(rollout, path, has_prometheus, &mut rollout_errors)
+            },
+            &mut flag_errors,
+        );
+        errors.0.extend(rollout_errors.0);
+        errors.0.extend(flag_errors);
         errors.0
     }
 

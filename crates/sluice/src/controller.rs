@@ -11,12 +11,16 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use sluice_analysis::{analyse_with, decide, sequential_config, Inputs, Measured, Window};
-use sluice_model::{CheckSpec, Config, Endpoint, Provider, Service, Timestamp, Trigger, Weight};
+use sluice_model::{
+    release_plan_name, CheckSpec, Config, Endpoint, Provider, ReleasePlan, RollbackMode, Service,
+    Timestamp, Trigger, Version, Versions, Weight,
+};
 use sluice_proxy::{Metrics, Proxy, RouteTable, ServiceRouting, Slot};
 use sluice_rollout::{Action, Decision, Event, Phase, ServiceState};
 use sluice_store::{Store, StoreError};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::flags::FlagServer;
 use crate::providers::prometheus::{self, Prometheus};
 
 /// Why the controller refused a request.
@@ -71,6 +75,8 @@ struct Shared {
     counters: ControllerMetrics,
     /// The configured Prometheus, swapped on reload.
     prometheus: ArcSwap<Option<Prometheus>>,
+    /// The flag server whose percentages release plans drive.
+    flags: Arc<FlagServer>,
 }
 
 struct ServiceHandle {
@@ -94,11 +100,13 @@ impl Controller {
         store: Arc<dyn Store>,
         proxy: Arc<Proxy>,
         metrics: Arc<Metrics>,
+        flags: Arc<FlagServer>,
     ) -> Result<Arc<Controller>, ControlError> {
         let shared = Arc::new(Shared {
             store,
             proxy,
             metrics,
+            flags,
             config: ArcSwap::new(config.clone()),
             routing: Mutex::new(HashMap::new()),
             counters: ControllerMetrics::default(),
@@ -108,7 +116,7 @@ impl Controller {
             shared,
             services: Mutex::new(HashMap::new()),
         });
-        for service in &config.services {
+        for service in &controlled(&config) {
             controller.add_service(service).await?;
         }
         controller.shared.publish();
@@ -164,12 +172,12 @@ impl Controller {
         answer.await.map_err(|_| ControlError::ShuttingDown)?
     }
 
-    /// The latest state of every service, in config order.
+    /// The latest state of every service, in config order, then every
+    /// flag release plan (`flag:KEY`).
     pub fn states(&self) -> Vec<ServiceState> {
         let config = self.shared.config.load();
         let services = self.services.lock().unwrap_or_else(|e| e.into_inner());
-        config
-            .services
+        controlled(&config)
             .iter()
             .filter_map(|s| services.get(&s.name).map(|h| h.state.borrow().clone()))
             .collect()
@@ -223,8 +231,9 @@ impl Controller {
             let services = self.services.lock().unwrap_or_else(|e| e.into_inner());
             services.keys().cloned().collect()
         };
+        let wanted = controlled(&config);
         for name in &existing {
-            if config.service(name).is_none() {
+            if !wanted.iter().any(|s| s.name == *name) {
                 self.services
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
@@ -236,7 +245,7 @@ impl Controller {
                     .remove(name);
             }
         }
-        for service in &config.services {
+        for service in &wanted {
             if existing.contains(&service.name) {
                 self.request(&service.name, Request::Reconfigure(config.clone()))
                     .await?;
@@ -281,6 +290,52 @@ fn prometheus_client(config: &Config) -> Result<Option<Prometheus>, ControlError
     }
 }
 
+/// What the controller runs: the config's services, then one pseudo-service
+/// per flag release plan, named `flag:KEY`, whose "pools" are the query labels
+/// of the two code paths and whose weight is the flag's percentage.
+fn controlled(config: &Config) -> Vec<Service> {
+    let mut all = config.services.clone();
+    for (key, release) in &config.flags.release_plans {
+        let mut plan = release.plan.clone();
+        // No proxy traffic to count: the Prometheus checks decide.
+        plan.min_requests = 0;
+        all.push(Service {
+            name: release_plan_name(key),
+            route: Default::default(),
+            versions: Versions {
+                stable: Version {
+                    endpoints: vec![release.labels.stable.clone()],
+                },
+                canary: Some(Version {
+                    endpoints: vec![release.labels.canary.clone()],
+                }),
+            },
+            balance: Default::default(),
+            routing: Default::default(),
+            rollout: Some(plan),
+            breaker: None,
+        });
+    }
+    all
+}
+
+/// The flag key and plan of a `flag:KEY` pseudo-service.
+fn release_plan(config: &Config, name: &str) -> Option<(String, ReleasePlan)> {
+    let key = name.strip_prefix("flag:")?;
+    let plan = config.flags.release_plans.get(key)?;
+    Some((key.to_string(), plan.clone()))
+}
+
+/// The percentage a release plan's state means for its flag: 100 once the
+/// new code path was promoted (it became "stable"), else the canary weight.
+fn flag_percentage(state: &ServiceState, release: &ReleasePlan) -> f64 {
+    if state.stable.first() == Some(&release.labels.canary) {
+        100.0
+    } else {
+        state.canary_weight.percent()
+    }
+}
+
 /// The state of a service sluice has never seen: the config's stable pool, no canary traffic.
 fn initial_state(service: &Service) -> ServiceState {
     ServiceState {
@@ -314,6 +369,8 @@ struct ServiceTask {
     baseline: Window,
     /// The revision the store holds (0: nothing stored yet).
     stored_revision: u64,
+    /// For a flag's release plan: its key and plan.
+    release: Option<(String, ReleasePlan)>,
 }
 
 // === impl ServiceTask ===
@@ -327,6 +384,7 @@ impl ServiceTask {
     ) -> ServiceTask {
         let state = state_tx.borrow().clone();
         shared.set_routing(&state);
+        let release = release_plan(&shared.config.load(), &spec.name);
         let mut task = ServiceTask {
             spec,
             shared,
@@ -334,6 +392,7 @@ impl ServiceTask {
             state_tx,
             baseline: Window::default(),
             stored_revision,
+            release,
         };
         task.baseline = task.counters();
         task
@@ -407,10 +466,11 @@ impl ServiceTask {
                 self.start(canary, now).await
             }
             Request::Reconfigure(config) => {
-                let spec = config
-                    .service(&self.spec.name)
-                    .cloned()
+                let spec = controlled(&config)
+                    .into_iter()
+                    .find(|s| s.name == self.spec.name)
                     .ok_or_else(|| ControlError::UnknownService(self.spec.name.clone()))?;
+                self.release = release_plan(&config, &self.spec.name);
                 self.spec = spec.clone();
                 self.reconcile(&spec).await
             }
@@ -426,9 +486,13 @@ impl ServiceTask {
         if canary.is_empty() {
             return Err(ControlError::NoCanary(self.spec.name.clone()));
         }
-        for endpoint in &canary {
-            sluice_model::check_endpoint(endpoint)
-                .map_err(|why| ControlError::InvalidEndpoint(format!("canary endpoint: {why}")))?;
+        // A release plan's "pools" are query labels, not endpoints.
+        if self.release.is_none() {
+            for endpoint in &canary {
+                sluice_model::check_endpoint(endpoint).map_err(|why| {
+                    ControlError::InvalidEndpoint(format!("canary endpoint: {why}"))
+                })?;
+            }
         }
         let (next, actions) = sluice_rollout::start(&self.state, &spec, canary, now);
         self.commit(next, actions).await
@@ -437,6 +501,7 @@ impl ServiceTask {
     /// Brings the state in line with the config: a new canary (trigger `auto`) starts a rollout.
     async fn reconcile(&mut self, spec: &Service) -> Result<(), ControlError> {
         self.shared.set_routing(&self.state);
+        self.sync_flag().await;
         let config_stable = &spec.versions.stable.endpoints;
         if *config_stable != self.state.config_stable {
             tracing::info!(service = %spec.name, stable = ?config_stable, "the config names a new stable pool: serving it");
@@ -527,7 +592,14 @@ impl ServiceTask {
         interval: Duration,
     ) -> Vec<Option<Result<Measured, String>>> {
         let client = self.shared.prometheus.load_full();
-        let service = self.spec.name.as_str();
+        let (service, canary_label, stable_label) = match &self.release {
+            Some((key, release)) => (
+                key.as_str(),
+                release.labels.canary.as_str(),
+                release.labels.stable.as_str(),
+            ),
+            None => (self.spec.name.as_str(), "canary", "stable"),
+        };
         let queries = checks.iter().map(|check| {
             let client = client.clone();
             async move {
@@ -540,15 +612,15 @@ impl ServiceTask {
                     ));
                 };
                 let template = check.query.as_deref().unwrap_or_default();
-                let one = |version: &'static str| {
+                let one = |version: &str| {
                     let query = prometheus::render(template, service, version, interval);
                     async move { client.query(&query).await.map_err(|e| e.to_string()) }
                 };
                 let (canary, stable) = if check.needs_stable() {
-                    let (canary, stable) = tokio::join!(one("canary"), one("stable"));
+                    let (canary, stable) = tokio::join!(one(canary_label), one(stable_label));
                     (canary, stable.map(Some))
                 } else {
-                    (one("canary").await, Ok(None))
+                    (one(canary_label).await, Ok(None))
                 };
                 Some(canary.and_then(|canary| {
                     stable.map(|stable| Measured {
@@ -565,7 +637,94 @@ impl ServiceTask {
         out
     }
 
+    /// For a release plan: sets the flag's percentage to what the stored
+    /// state means (after a restart too). A gradual rollback walks the
+    /// percentage down the plan's steps instead, one per interval.
+    async fn act_on_flag(&self, previous: &ServiceState) {
+        let Some((key, release)) = &self.release else {
+            return;
+        };
+        let target = flag_percentage(&self.state, release);
+        let rolled_back = self
+            .state
+            .rollout
+            .as_ref()
+            .is_some_and(|r| r.phase == sluice_rollout::Phase::RolledBack);
+        let from = flag_percentage(previous, release);
+        if rolled_back && release.rollback == RollbackMode::Gradual && from > target {
+            let steps: Vec<f64> = self
+                .state
+                .rollout
+                .as_ref()
+                .map(|r| {
+                    r.plan
+                        .iter()
+                        .filter_map(|step| match step {
+                            sluice_model::Step::Weight(w) if w.percent() < from => {
+                                Some(w.percent())
+                            }
+                            _ => None,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let interval = release.plan.interval;
+            let flags = self.shared.flags.clone();
+            let key = key.clone();
+            tokio::spawn(async move {
+                let mut down: Vec<f64> = steps;
+                down.sort_by(|a, b| b.total_cmp(a));
+                down.dedup();
+                down.push(0.0);
+                for percentage in down {
+                    if let Err(e) = flags
+                        .set_percentage(&key, percentage, "release plan (gradual rollback)")
+                        .await
+                    {
+                        tracing::error!(flag = %key, "gradual rollback: {e}");
+                        return;
+                    }
+                    if percentage > 0.0 {
+                        tokio::time::sleep(interval).await;
+                    }
+                }
+            });
+            return;
+        }
+        if let Err(e) = self
+            .shared
+            .flags
+            .set_percentage(key, target, &format!("release plan {}", self.spec.name))
+            .await
+        {
+            tracing::error!(flag = %key, "release plan cannot set the percentage: {e}");
+        }
+    }
+
+    /// Brings the flag in line with the stored state (after a restart).
+    async fn sync_flag(&self) {
+        let Some((key, release)) = &self.release else {
+            return;
+        };
+        let want = flag_percentage(&self.state, release);
+        let has = self.shared.flags.served().set.percentage(key);
+        if has != Some(want) && self.state.rollout.is_some() {
+            if let Err(e) = self
+                .shared
+                .flags
+                .set_percentage(key, want, &format!("release plan {}", self.spec.name))
+                .await
+            {
+                tracing::error!(flag = %key, "release plan cannot set the percentage: {e}");
+            }
+        }
+    }
+
     fn counters(&self) -> Window {
+        if self.release.is_some() {
+            // A flag's code paths are not proxy versions: checks query Prometheus.
+            return Window::default();
+        }
         let metrics = &self.shared.metrics;
         Window {
             stable: metrics.snapshot(&self.spec.name, Slot::Stable),
@@ -612,9 +771,12 @@ impl ServiceTask {
             .fetch_add(decisions.len() as u64, Ordering::Relaxed);
         let weight_changed =
             next.canary_weight != self.state.canary_weight || next.stable != self.state.stable;
-        self.state = next;
+        let previous = std::mem::replace(&mut self.state, next);
         self.shared.set_routing(&self.state);
         self.shared.publish();
+        if weight_changed {
+            self.act_on_flag(&previous).await;
+        }
         if weight_changed {
             // Analysis judges a step on traffic at that step only.
             self.baseline = self.counters();

@@ -94,8 +94,14 @@ pub async fn start(
     let table = RouteTable::build(&config, &HashMap::new(), &metrics);
     let proxy = Proxy::new(&config.proxy, table, metrics.clone());
     let config = Arc::new(config);
-    let controller =
-        Controller::start(config.clone(), store, proxy.clone(), metrics.clone()).await?;
+    let controller = Controller::start(
+        config.clone(),
+        store,
+        proxy.clone(),
+        metrics.clone(),
+        flags.clone(),
+    )
+    .await?;
 
     let (shutdown, _) = watch::channel(false);
     let mut tasks = Vec::new();

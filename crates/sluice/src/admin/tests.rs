@@ -39,7 +39,7 @@ async fn admin(token: Option<&str>, ready: bool) -> Router {
     );
     let store = Arc::new(MemoryStore::new());
     let flags = crate::flags::FlagServer::start(&config.flags, &[], store.clone()).unwrap();
-    let controller = Controller::start(Arc::new(config), store, proxy, metrics)
+    let controller = Controller::start(Arc::new(config), store, proxy, metrics, flags.clone())
         .await
         .unwrap();
     router(AdminState {

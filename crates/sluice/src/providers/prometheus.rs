@@ -431,7 +431,8 @@ fn describe_series(samples: &[Sample]) -> String {
 
 // === templates and encoding (pure) ===
 
-/// `{{service}}`, `{{version}}` (stable|canary), `{{interval}}` (a PromQL
+/// `{{service}}`, `{{version}}` (stable|canary, or a release plan's labels;
+/// `{{variant}}` is the same), `{{interval}}` (a PromQL
 /// duration like `30s`, `1m`, `1m30s`) substituted; spaces inside the braces
 /// are allowed; unknown `{{…}}` left as is.
 pub fn render(template: &str, service: &str, version: &str, interval: Duration) -> String {
@@ -446,7 +447,7 @@ pub fn render(template: &str, service: &str, version: &str, interval: Duration) 
         };
         let value = match after[..end].trim() {
             "service" => Some(service.to_string()),
-            "version" => Some(version.to_string()),
+            "version" | "variant" => Some(version.to_string()),
             "interval" => Some(promql_duration(interval)),
             _ => None,
         };
