@@ -55,27 +55,18 @@ fn policy(open: &str, extra: &str) -> String {
     )
 }
 
-/// One upstream `api` behind a running sluice.
-struct Setup {
-    upstream: Upstream,
-    _dir: tempfile::TempDir,
-    sluice: Sluice,
-    client: HttpClient,
-}
-
-async fn setup(service_breaker: &str, policies: &str) -> Setup {
+/// One upstream `api` behind a running sluice (the directory lives as long as it).
+async fn setup(
+    service_breaker: &str,
+    policies: &str,
+) -> (Upstream, Sluice, HttpClient, tempfile::TempDir) {
     let upstream = Upstream::start("api").await;
     let dir = tempfile::tempdir().unwrap();
     let sluice = Sluice::start(
         dir.path(),
         &config(&upstream.endpoint(), service_breaker, policies),
     );
-    Setup {
-        upstream,
-        _dir: dir,
-        sluice,
-        client: client(),
-    }
+    (upstream, sluice, client(), dir)
 }
 
 fn sluice_error(answer: &Answer) -> &str {
@@ -108,12 +99,7 @@ async fn send_json(client: &HttpClient, method: &str, url: String, body: &str) -
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sustained_failure_opens_it_and_recovery_closes_it() {
-    let Setup {
-        upstream,
-        sluice,
-        client,
-        _dir,
-    } = setup("      policy: default", &policy("1s", "")).await;
+    let (upstream, sluice, client, _dir) = setup("      policy: default", &policy("1s", "")).await;
 
     // (1) Sustained failure: exactly the five failures reach the upstream,
     // then it fails fast with 503, Retry-After and the breaker's name.
@@ -189,12 +175,7 @@ async fn a_flapping_upstream_cannot_make_it_reopen_faster_than_the_open_duration
       backoff_multiplier: 2
       half_open_calls: 1
       success_threshold: 1";
-    let Setup {
-        upstream,
-        sluice,
-        client,
-        _dir,
-    } = setup("      policy: default", policy).await;
+    let (upstream, sluice, client, _dir) = setup("      policy: default", policy).await;
     // Every other request fails: the breaker trips, its trial fails or passes
     // at random, and it trips again.
     upstream.behaviour.fail_every.store(2, Ordering::Relaxed);
@@ -246,12 +227,7 @@ async fn a_flapping_upstream_cannot_make_it_reopen_faster_than_the_open_duration
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_hundreds_of_clients_counts_are_exact_and_half_open_admits_exactly_its_trials() {
-    let Setup {
-        upstream,
-        sluice,
-        client,
-        _dir,
-    } = setup("      policy: default", &policy("1s", "")).await;
+    let (upstream, sluice, client, _dir) = setup("      policy: default", &policy("1s", "")).await;
     let burst = |n: usize| {
         let client = client.clone();
         let proxy = sluice.proxy;
@@ -310,12 +286,7 @@ async fn under_hundreds_of_clients_counts_are_exact_and_half_open_admits_exactly
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_tenants_failures_never_open_another_tenants_breaker() {
-    let Setup {
-        upstream,
-        sluice,
-        client,
-        _dir,
-    } = setup(
+    let (upstream, sluice, client, _dir) = setup(
         "      policy: default\n      partition_header: x-tenant",
         &policy("1m", ""),
     )
@@ -360,12 +331,8 @@ async fn one_tenants_failures_never_open_another_tenants_breaker() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shadow_mode_records_what_it_would_do_and_never_rejects() {
-    let Setup {
-        upstream,
-        sluice,
-        client,
-        _dir,
-    } = setup("      policy: default", &policy("1m", "      mode: shadow")).await;
+    let (upstream, sluice, client, _dir) =
+        setup("      policy: default", &policy("1m", "      mode: shadow")).await;
     upstream.behaviour.fail_every.store(1, Ordering::Relaxed);
     for _ in 0..30 {
         assert_eq!(fetch(&client, sluice.proxy, "/", &[]).await.status, 500);
@@ -388,12 +355,7 @@ async fn an_open_breaker_serves_the_last_good_answer_or_the_static_fallback() {
         stale: { max_age: 5m }
         static: { status: 200, body: 'cached later', headers: { x-degraded: 'yes' } }",
     );
-    let Setup {
-        upstream,
-        sluice,
-        client,
-        _dir,
-    } = setup("      policy: default", &policies).await;
+    let (upstream, sluice, client, _dir) = setup("      policy: default", &policies).await;
     let fresh = fetch(&client, sluice.proxy, "/catalog?page=1", &[]).await;
     assert_eq!((fresh.status, fresh.body.as_str()), (200, "api"));
     upstream.behaviour.fail_every.store(1, Ordering::Relaxed);
@@ -421,12 +383,8 @@ async fn an_open_breaker_serves_the_last_good_answer_or_the_static_fallback() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_beyond_max_requests_are_shed_at_once() {
-    let Setup {
-        upstream,
-        sluice,
-        client,
-        _dir,
-    } = setup("      limits: { max_requests: 4 }", &policy("1s", "")).await;
+    let (upstream, sluice, client, _dir) =
+        setup("      limits: { max_requests: 4 }", &policy("1s", "")).await;
     upstream.behaviour.delay_ms.store(800, Ordering::Relaxed);
     let tasks: Vec<_> = (0..20)
         .map(|_| {
@@ -457,12 +415,7 @@ async fn requests_beyond_max_requests_are_shed_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policies_are_replaced_live_and_a_bad_one_is_refused() {
-    let Setup {
-        upstream,
-        sluice,
-        client,
-        _dir,
-    } = setup("      policy: default", &policy("1s", "")).await;
+    let (upstream, sluice, client, _dir) = setup("      policy: default", &policy("1s", "")).await;
     let url = format!("{}/api/v1/breakers/policies/default", sluice.admin_url());
 
     let (status, problem) = send_json(
