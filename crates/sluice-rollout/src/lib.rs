@@ -9,5 +9,7 @@
 mod machine;
 mod state;
 
-pub use machine::{can_accept, start, step, Event, RejectReason};
-pub use state::{Action, Decision, DecisionKind, Phase, Rollout, ServiceState};
+pub use machine::{can_accept, start, step, undo, Event, RejectReason, UndoError};
+pub use state::{
+    Action, Decision, DecisionKind, Phase, Revision, Rollout, ServiceState, MAX_REVISIONS,
+};

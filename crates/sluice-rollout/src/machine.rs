@@ -49,8 +49,10 @@ use sluice_model::{duration, Endpoint, RolloutSpec, Step, Timestamp, Weight};
 use crate::{Action, Decision, DecisionKind, Phase, Rollout, ServiceState};
 
 mod accept;
+mod undo;
 
 pub use accept::{can_accept, RejectReason};
+pub use undo::{undo, UndoError};
 
 /// What can happen to a rollout.
 #[derive(Clone, Debug, PartialEq)]
@@ -356,6 +358,8 @@ impl Change<'_> {
         rollout.next_analysis_at = None;
         rollout.canary_weight = Weight::FULL;
         self.service.stable = rollout.canary.clone();
+        let cause = format!("rollout {} promoted", rollout.id);
+        self.service.push_revision(&rollout.canary, self.now, cause);
         self.service.canary = None;
         self.service.canary_weight = Weight::ZERO;
         self.record(rollout, DecisionKind::Promoted, from, reason, analysis);

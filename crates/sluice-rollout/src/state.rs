@@ -151,6 +151,53 @@ pub struct ServiceState {
     /// promotion) is the operator's word and replaces `stable`.
     #[serde(default)]
     pub config_stable: Vec<Endpoint>,
+    /// The stable pools served so far, oldest first (the newest is the one
+    /// in force), for `rollout undo`; the last [`MAX_REVISIONS`] are kept.
+    #[serde(default)]
+    pub revisions: Vec<Revision>,
+}
+
+/// Revisions kept per service.
+pub const MAX_REVISIONS: usize = 20;
+
+/// A stable pool that was served: what, since when, and why.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Revision {
+    /// 1, 2, 3… per service.
+    pub number: u64,
+    pub endpoints: Vec<Endpoint>,
+    pub at: Timestamp,
+    /// What made it: `config`, `rollout 3 promoted`, `undo to revision 2`.
+    pub cause: String,
+    /// A digest of the service's config when it was made (set by the controller).
+    #[serde(default)]
+    pub config_digest: String,
+}
+
+// === impl ServiceState (revisions) ===
+
+impl ServiceState {
+    /// Records `endpoints` as the newest revision, unless it already is.
+    pub fn push_revision(&mut self, endpoints: &[Endpoint], at: Timestamp, cause: String) {
+        if self
+            .revisions
+            .last()
+            .is_some_and(|r| r.endpoints == endpoints)
+        {
+            return;
+        }
+        let number = self.revisions.last().map_or(1, |r| r.number + 1);
+        self.revisions.push(Revision {
+            number,
+            endpoints: endpoints.to_vec(),
+            at,
+            cause,
+            config_digest: String::new(),
+        });
+        if self.revisions.len() > MAX_REVISIONS {
+            self.revisions.drain(..self.revisions.len() - MAX_REVISIONS);
+        }
+    }
 }
 
 /// What the controller must do after storing a transition. Idempotent:
@@ -182,6 +229,8 @@ pub enum DecisionKind {
     Promoted,
     RolledBack,
     Aborted,
+    /// An operator switched back to an earlier revision (`rollout undo`).
+    Undone,
 }
 
 /// One recorded decision: what changed, why, and the numbers behind it.

@@ -297,6 +297,7 @@ pub fn service_state(service: &str, revision: u64, rollout: Option<Rollout>) -> 
         rollout,
         revision,
         config_stable: vec!["127.0.0.1:8081".to_string()],
+        revisions: Vec::new(),
     }
 }
 

@@ -144,7 +144,13 @@ enum RolloutCommand {
     Resume { service: String },
     /// Send all traffic back to stable at once.
     Abort { service: String },
-    /// The decisions of the service's rollouts, with reasons.
+    /// Serve an earlier revision's stable pool again (default: the previous one).
+    Undo {
+        service: String,
+        #[arg(long)]
+        to_revision: Option<u64>,
+    },
+    /// The service's revisions, then the decisions of its rollouts, with reasons.
     History {
         service: String,
         /// Only this rollout (id); default: all.
@@ -319,6 +325,10 @@ async fn rollout(command: RolloutCommand, remote: Remote) -> anyhow::Result<Exit
         RolloutCommand::Abort { service } => {
             client::action(&api, &service, "abort", remote.output).await
         }
+        RolloutCommand::Undo {
+            service,
+            to_revision,
+        } => client::undo(&api, &service, to_revision, remote.output).await,
         RolloutCommand::History {
             service,
             rollout,

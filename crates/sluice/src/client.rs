@@ -11,7 +11,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use serde::de::DeserializeOwned;
-use sluice_rollout::Decision;
+use sluice_rollout::{Decision, Revision};
 
 use crate::cli::{Output, Remote};
 use crate::output;
@@ -190,6 +190,33 @@ pub async fn action(
     report(&status, output, action)
 }
 
+/// `rollout undo`: serve an earlier revision again.
+pub async fn undo(
+    api: &AdminClient,
+    service: &str,
+    to_revision: Option<u64>,
+    output: Output,
+) -> anyhow::Result<ExitCode> {
+    let body = serde_json::json!({ "to_revision": to_revision });
+    let status: ServiceStatus = api
+        .post(&format!("/api/v1/rollouts/{service}/undo"), Some(body))
+        .await?;
+    let revisions: Vec<Revision> = api
+        .get(&format!("/api/v1/rollouts/{service}/revisions"))
+        .await?;
+    match (output, revisions.last()) {
+        (Output::Table, Some(newest)) => {
+            println!(
+                "{service}: {} — serving {}",
+                newest.cause,
+                newest.endpoints.join(", ")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        _ => report(&status, output, "undo"),
+    }
+}
+
 fn report(status: &ServiceStatus, output: Output, what: &str) -> anyhow::Result<ExitCode> {
     match output {
         Output::Json => print_json(status)?,
@@ -220,9 +247,18 @@ pub async fn history(
     }
     let path = format!("/api/v1/rollouts/{service}/history?{}", query.join("&"));
     let decisions: Vec<Decision> = api.get(&path).await?;
+    let revisions: Vec<Revision> = api
+        .get(&format!("/api/v1/rollouts/{service}/revisions"))
+        .await?;
     match output {
-        Output::Json => print_json(&decisions)?,
-        Output::Table => print!("{}", output::history_table(&decisions)),
+        Output::Json => {
+            print_json(&serde_json::json!({"revisions": revisions, "decisions": decisions}))?
+        }
+        Output::Table => {
+            print!("{}", output::revisions_table(&revisions));
+            println!();
+            print!("{}", output::history_table(&decisions));
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

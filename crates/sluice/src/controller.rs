@@ -44,13 +44,21 @@ pub enum ControlError {
     ShuttingDown,
     #[error("{0}")]
     Provider(String),
+    #[error("{0}")]
+    Undo(#[from] sluice_rollout::UndoError),
 }
 
 /// What an operator (or a reload) asks of a service. Rare, so its size does not matter.
 #[allow(clippy::large_enum_variant)]
 pub enum Request {
     Event(Event),
-    Start { canary: Option<Vec<Endpoint>> },
+    /// Serve an earlier revision again (default: the one before the newest).
+    Undo {
+        to: Option<u64>,
+    },
+    Start {
+        canary: Option<Vec<Endpoint>>,
+    },
     Reconfigure(Arc<Config>),
 }
 
@@ -128,8 +136,17 @@ impl Controller {
         let name = service.name.clone();
         let store = shared.store.clone();
         let loaded = blocking(move || store.load(&name)).await?;
-        let (state_tx, state_rx) =
-            watch::channel(loaded.clone().unwrap_or_else(|| initial_state(service)));
+        let mut current = loaded.clone().unwrap_or_else(|| initial_state(service));
+        if current.revisions.is_empty() {
+            // Stored before revisions were kept: the pool in force is the first.
+            let stable = current.stable.clone();
+            current.push_revision(
+                &stable,
+                Timestamp::now_system(),
+                "in force when revisions began".into(),
+            );
+        }
+        let (state_tx, state_rx) = watch::channel(current);
         let (tx, rx) = mpsc::channel(64);
         let stored_revision = loaded.as_ref().map_or(0, |s| s.revision);
         let mut task = ServiceTask::new(service.clone(), shared.clone(), state_tx, stored_revision);
@@ -338,7 +355,7 @@ fn flag_percentage(state: &ServiceState, release: &ReleasePlan) -> f64 {
 
 /// The state of a service sluice has never seen: the config's stable pool, no canary traffic.
 fn initial_state(service: &Service) -> ServiceState {
-    ServiceState {
+    let mut state = ServiceState {
         service: service.name.clone(),
         stable: service.versions.stable.endpoints.clone(),
         canary: None,
@@ -346,7 +363,24 @@ fn initial_state(service: &Service) -> ServiceState {
         rollout: None,
         revision: 1,
         config_stable: service.versions.stable.endpoints.clone(),
-    }
+        revisions: Vec::new(),
+    };
+    state.push_revision(
+        &service.versions.stable.endpoints,
+        Timestamp::now_system(),
+        "config".into(),
+    );
+    state
+}
+
+/// A digest of a service's config, recorded with each revision.
+fn config_digest(service: &Service) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_string(service)
+        .unwrap_or_default()
+        .hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
 }
 
 /// Runs blocking store I/O off the async workers.
@@ -452,6 +486,10 @@ impl ServiceTask {
                 let (next, actions) = sluice_rollout::step(&self.state, event, now);
                 self.commit(next, actions).await
             }
+            Request::Undo { to } => {
+                let (next, actions) = sluice_rollout::undo(&self.state, to, now)?;
+                self.commit(next, actions).await
+            }
             Request::Start { canary } => {
                 let canary = match canary {
                     Some(endpoints) => endpoints,
@@ -508,6 +546,7 @@ impl ServiceTask {
             let mut next = self.state.clone();
             next.stable = config_stable.clone();
             next.config_stable = config_stable.clone();
+            next.push_revision(config_stable, Timestamp::now_system(), "config".into());
             next.revision += 1;
             self.commit(next, Vec::new()).await?;
         }
@@ -735,9 +774,19 @@ impl ServiceTask {
     /// Stores the transition, then acts on it (routing), then tells watchers.
     async fn commit(
         &mut self,
-        next: ServiceState,
+        mut next: ServiceState,
         actions: Vec<Action>,
     ) -> Result<(), ControlError> {
+        if next.revisions.iter().any(|r| r.config_digest.is_empty()) {
+            let digest = config_digest(&self.spec);
+            for revision in next
+                .revisions
+                .iter_mut()
+                .filter(|r| r.config_digest.is_empty())
+            {
+                revision.config_digest = digest.clone();
+            }
+        }
         if next == self.state && actions.is_empty() && next.revision == self.stored_revision {
             return Ok(());
         }

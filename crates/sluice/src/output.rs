@@ -49,6 +49,28 @@ pub fn status_table(statuses: &[ServiceStatus]) -> String {
     table(&rows)
 }
 
+/// The stable pools served, oldest first; the last is in force.
+pub fn revisions_table(revisions: &[sluice_rollout::Revision]) -> String {
+    let mut rows = vec![["REVISION", "SINCE", "ENDPOINTS", "CAUSE", "CONFIG"]
+        .map(String::from)
+        .to_vec()];
+    for (i, r) in revisions.iter().enumerate() {
+        let current = if i + 1 == revisions.len() {
+            " (current)"
+        } else {
+            ""
+        };
+        rows.push(vec![
+            format!("{}{current}", r.number),
+            time(r.at),
+            r.endpoints.join(","),
+            r.cause.clone(),
+            r.config_digest.chars().take(8).collect(),
+        ]);
+    }
+    table(&rows)
+}
+
 pub fn history_table(decisions: &[Decision]) -> String {
     let mut rows = vec![
         ["TIME (UTC)", "ROLLOUT", "KIND", "PHASE", "WEIGHT", "REASON"]

@@ -376,3 +376,76 @@ async fn with_both_judges_a_healthy_canary_is_promoted() {
         .filter(|d| d["kind"] == "advanced")
         .all(|d| d["analysis"]["sequential"]["verdict"] != "fail"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undo_after_a_promotion_serves_the_previous_revision_again() {
+    let Finished {
+        status,
+        sluice,
+        client,
+        v1,
+        ..
+    } = run_rollout(
+        &FAST_PLAN.replace("threshold: 2", "threshold: 3"),
+        4,
+        |_| {},
+    )
+    .await;
+    assert_eq!(status["phase"], "Succeeded", "{status:#}");
+
+    // Undo under load: every request answered, by v1 once it took effect.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (counts, tasks) = spawn_load(sluice.proxy, 4, Duration::from_millis(2), stop.clone());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let output = sluice.cli(&["rollout", "undo", "web"]);
+    assert!(output.status.success(), "{output:?}");
+    let said = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(said.contains("undo to revision 1"), "{said}");
+    let served_before = v1.served.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert!(v1.served.load(Ordering::Relaxed) > served_before);
+    assert_eq!(
+        counts.failed.load(Ordering::Relaxed),
+        0,
+        "{:?}",
+        counts.failures.lock().unwrap()
+    );
+    for _ in 0..50 {
+        let (status, upstream, _) = get(&client, sluice.proxy, "/", &[]).await;
+        assert_eq!((status, upstream.as_str()), (200, "v1"));
+    }
+
+    // The revisions, in the history; a second undo with nothing newer is refused.
+    let revisions = admin_json(&client, sluice.admin, "/api/v1/rollouts/web/revisions").await;
+    let causes: Vec<&str> = revisions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["cause"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        causes,
+        ["config", "rollout 1 promoted", "undo to revision 1"]
+    );
+    assert_eq!(revisions[1]["config_digest"].as_str().unwrap().len(), 16);
+    let history = sluice.cli(&["rollout", "history", "web"]);
+    let table = String::from_utf8_lossy(&history.stdout).to_string();
+    assert!(
+        table.contains("REVISION") && table.contains("3 (current)"),
+        "{table}"
+    );
+    assert!(
+        table.contains("Undone") && table.contains("it came from config"),
+        "{table}"
+    );
+    let refused = sluice.cli(&["rollout", "undo", "web", "--to-revision", "9"]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("no revision 9"),
+        "{refused:?}"
+    );
+}

@@ -28,7 +28,17 @@ fn service() -> ServiceState {
         rollout: None,
         revision: 0,
         config_stable: vec!["v1:80".to_string()],
+        revisions: Vec::new(),
     }
+}
+
+/// For the sibling modules' tests: a service on v1 and a two-step plan.
+pub(super) fn service_state() -> ServiceState {
+    service()
+}
+
+pub(super) fn plan_spec() -> RolloutSpec {
+    spec(json!({"step_weights": [10, 50]}))
 }
 
 fn canary() -> Vec<String> {

@@ -61,6 +61,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/rollouts", get(list))
         .route("/api/v1/rollouts/{service}", get(status))
         .route("/api/v1/rollouts/{service}/history", get(history))
+        .route("/api/v1/rollouts/{service}/revisions", get(revisions))
         .route("/api/v1/config", get(config))
         .merge(breakers::reads())
         .merge(flags::reads())
@@ -160,6 +161,18 @@ async fn history(
     Ok(Json(decisions).into_response())
 }
 
+/// The stable pools the service has served, oldest first.
+async fn revisions(
+    State(state): State<AdminState>,
+    Path(service): Path<String>,
+) -> Result<Response, Problem> {
+    let current = state
+        .controller
+        .state(&service)
+        .ok_or_else(|| Problem::not_found(&service))?;
+    Ok(Json(current.revisions).into_response())
+}
+
 async fn config(State(state): State<AdminState>) -> Response {
     let mut config = (*state.controller.config()).clone();
     if config.admin.token.is_some() {
@@ -198,10 +211,36 @@ async fn start(
     Ok((StatusCode::ACCEPTED, Json(ServiceStatus::from_state(&next))).into_response())
 }
 
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct UndoBody {
+    /// The revision to serve again; default: the one before the newest.
+    #[serde(default)]
+    to_revision: Option<u64>,
+}
+
 async fn action(
     State(state): State<AdminState>,
     Path((service, action)): Path<(String, String)>,
+    body: Bytes,
 ) -> Result<Response, Problem> {
+    if action == "undo" {
+        let body: UndoBody = if body.iter().all(u8::is_ascii_whitespace) {
+            UndoBody::default()
+        } else {
+            problem::parse_json(&body)?
+        };
+        let next = state
+            .controller
+            .request(
+                &service,
+                ControlRequest::Undo {
+                    to: body.to_revision,
+                },
+            )
+            .await?;
+        return Ok(Json(ServiceStatus::from_state(&next)).into_response());
+    }
     let event = match action.as_str() {
         "promote" => Event::Promote,
         "pause" => Event::Pause,
@@ -210,7 +249,9 @@ async fn action(
         other => {
             return Err(Problem::new(
                 StatusCode::NOT_FOUND,
-                format!("no rollout action {other:?}: use start, promote, pause, resume or abort"),
+                format!(
+                    "no rollout action {other:?}: use start, promote, pause, resume, abort or undo"
+                ),
             ))
         }
     };

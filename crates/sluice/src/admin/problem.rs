@@ -99,6 +99,10 @@ impl From<ControlError> for Problem {
             ControlError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ControlError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             ControlError::Provider(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ControlError::Undo(sluice_rollout::UndoError::UnknownRevision { .. }) => {
+                StatusCode::NOT_FOUND
+            }
+            ControlError::Undo(_) => StatusCode::CONFLICT,
         };
         Problem::new(status, error.to_string())
     }
