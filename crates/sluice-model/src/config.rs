@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::breaker::{BreakersConfig, ServiceBreaker};
 pub use crate::check::CheckSpec;
 pub use crate::flags::FlagsConfig;
+pub use crate::notify::NotificationConfig;
 
 /// The whole config file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -40,6 +41,9 @@ pub struct Config {
     /// Feature flags served over OFREP: inline definitions and flagd files.
     #[serde(default)]
     pub flags: FlagsConfig,
+    /// Where rollout and breaker events are posted (Slack, generic webhooks).
+    #[serde(default)]
+    pub notifications: Vec<NotificationConfig>,
 }
 
 /// Metric providers for checks (`provider: prometheus`).

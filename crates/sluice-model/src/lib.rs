@@ -9,6 +9,7 @@ pub mod check;
 pub mod config;
 pub mod duration;
 pub mod flags;
+pub mod notify;
 mod time;
 mod validate;
 mod weight;
@@ -20,11 +21,12 @@ pub use breaker::{
 pub use check::{parse_bound, Bound, BoundSpec, Metric, OnError, Provider, Unit};
 pub use config::{
     AdminConfig, Balance, BreakersConfig, CheckSpec, Config, Endpoint, FlagsConfig, Judge,
-    Listener, PrometheusProvider, Providers, ProxyConfig, RolloutSpec, RouteMatch, Routing,
-    SequentialSpec, Service, ServiceBreaker, StepSpec, Sticky, Strategy, TlsConfig, Trigger,
-    Version, Versions,
+    Listener, NotificationConfig, PrometheusProvider, Providers, ProxyConfig, RolloutSpec,
+    RouteMatch, Routing, SequentialSpec, Service, ServiceBreaker, StepSpec, Sticky, Strategy,
+    TlsConfig, Trigger, Version, Versions,
 };
 pub use flags::{release_plan_name, ReleasePlan, RollbackMode, VariantLabels};
+pub use notify::{NotificationKind, NotifyEvent};
 pub use time::Timestamp;
 pub use validate::{check_endpoint, ConfigError, FieldError, Step};
 pub use weight::{Weight, WeightError};

@@ -124,6 +124,7 @@ impl Config {
             }
         }
         self.breakers.validate(&mut errors.0);
+        crate::notify::validate(&self.notifications, &mut errors.0);
         let mut flag_errors = Vec::new();
         let mut rollout_errors = Errors::default();
         self.flags.validate(

@@ -266,6 +266,7 @@ mod tests {
             providers: Default::default(),
             breakers: Default::default(),
             flags: Default::default(),
+            notifications: Vec::new(),
         };
         for line in spec.lines().filter(|l| !l.trim().is_empty()) {
             let parts: Vec<&str> = line.split_whitespace().collect();
