@@ -94,6 +94,10 @@ pub(crate) async fn handle(
             },
             cell,
         )) => {
+            // The client is answered for this version, which had been failing.
+            version
+                .metrics
+                .record(start.elapsed(), Some(ErrorKind::BreakerOpen));
             return rejected(
                 version,
                 &cell,

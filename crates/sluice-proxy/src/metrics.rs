@@ -34,14 +34,18 @@ pub enum ErrorKind {
     Timeout,
     /// The upstream closed the connection or sent something that is not HTTP.
     Protocol,
+    /// The version's circuit breaker was open: the client got a fallback or a
+    /// 503 because this version had been failing (counts against it).
+    BreakerOpen,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 4] = [
+    pub const ALL: [ErrorKind; 5] = [
         ErrorKind::Status5xx,
         ErrorKind::Connect,
         ErrorKind::Timeout,
         ErrorKind::Protocol,
+        ErrorKind::BreakerOpen,
     ];
 
     /// The `kind` label and `x-sluice-error` value.
@@ -51,6 +55,7 @@ impl ErrorKind {
             ErrorKind::Connect => "connect",
             ErrorKind::Timeout => "timeout",
             ErrorKind::Protocol => "protocol",
+            ErrorKind::BreakerOpen => "breaker_open",
         }
     }
 
@@ -62,7 +67,7 @@ impl ErrorKind {
 /// The counters of one version of one service.
 pub(crate) struct VersionMetrics {
     requests: AtomicU64,
-    errors: [AtomicU64; 4],
+    errors: [AtomicU64; 5],
     /// Time to response head, counted in the shared bucket layout.
     latency: Box<[AtomicU64]>,
     latency_sum_micros: AtomicU64,

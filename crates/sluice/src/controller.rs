@@ -21,6 +21,7 @@ use sluice_store::{Store, StoreError};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::flags::FlagServer;
+use crate::notify::{Notice, Notifier};
 use crate::providers::prometheus::{self, Prometheus};
 
 /// Why the controller refused a request.
@@ -85,6 +86,8 @@ struct Shared {
     prometheus: ArcSwap<Option<Prometheus>>,
     /// The flag server whose percentages release plans drive.
     flags: Arc<FlagServer>,
+    /// Where decisions (and breaker transitions) are announced; rebuilt on reload.
+    notifier: ArcSwap<Notifier>,
 }
 
 struct ServiceHandle {
@@ -119,6 +122,7 @@ impl Controller {
             routing: Mutex::new(HashMap::new()),
             counters: ControllerMetrics::default(),
             prometheus: ArcSwap::from_pointee(prometheus_client(&config)?),
+            notifier: ArcSwap::new(Notifier::new(&config.notifications, &env_var)),
         });
         let controller = Arc::new(Controller {
             shared,
@@ -237,12 +241,22 @@ impl Controller {
         &self.shared.metrics
     }
 
+    /// The notifier in force (a reload builds a new one).
+    pub fn notifier(&self) -> Arc<Notifier> {
+        self.shared.notifier.load_full()
+    }
+
     /// Applies a new, already validated config: new services start, removed
     /// ones stop routing, changed canaries start rollouts (trigger `auto`).
     /// The proxy switches to the new routing in one atomic swap.
     pub async fn reconfigure(&self, config: Arc<Config>) -> Result<(), ControlError> {
         let prometheus = prometheus_client(&config)?;
         self.shared.prometheus.store(Arc::new(prometheus));
+        if config.notifications != self.shared.config.load().notifications {
+            self.shared
+                .notifier
+                .store(Notifier::new(&config.notifications, &env_var));
+        }
         self.shared.config.store(config.clone());
         let existing: Vec<String> = {
             let services = self.services.lock().unwrap_or_else(|e| e.into_inner());
@@ -305,6 +319,10 @@ fn prometheus_client(config: &Config) -> Result<Option<Prometheus>, ControlError
             .map_err(|e| ControlError::Provider(format!("providers.prometheus: {e}"))),
         None => Ok(None),
     }
+}
+
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok()
 }
 
 /// What the controller runs: the config's services, then one pseudo-service
@@ -818,6 +836,10 @@ impl ServiceTask {
             .counters
             .decisions
             .fetch_add(decisions.len() as u64, Ordering::Relaxed);
+        let notifier = self.shared.notifier.load();
+        for decision in decisions {
+            notifier.notify(Notice::Decision(decision));
+        }
         let weight_changed =
             next.canary_weight != self.state.canary_weight || next.stable != self.state.stable;
         let previous = std::mem::replace(&mut self.state, next);

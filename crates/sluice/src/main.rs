@@ -10,7 +10,6 @@ mod demo;
 mod flags;
 mod flags_cmd;
 // Not called yet: the controller and admin API take it up in their own change.
-#[allow(dead_code)]
 mod notify;
 mod output;
 mod providers;

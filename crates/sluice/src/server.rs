@@ -105,6 +105,11 @@ pub async fn start(
 
     let (shutdown, _) = watch::channel(false);
     let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(announce_breakers(
+        metrics.breakers().subscribe(),
+        controller.clone(),
+        shutdown.subscribe(),
+    )));
     let mut proxy_addrs = Vec::new();
     for (i, listener) in config.listeners.iter().enumerate() {
         let socket = TcpListener::bind(listener.address)
@@ -177,6 +182,45 @@ fn breakers_env(value: Option<String>) -> anyhow::Result<Option<bool>> {
         "true" | "1" | "yes" | "on" => Ok(Some(true)),
         "false" | "0" | "no" | "off" => Ok(Some(false)),
         _ => bail!("SLUICE_BREAKERS_ENABLED={value:?}: use true or false"),
+    }
+}
+
+/// Hands every breaker transition to the notifier in force.
+async fn announce_breakers(
+    mut transitions: tokio::sync::broadcast::Receiver<sluice_proxy::TransitionRecord>,
+    controller: Arc<Controller>,
+    mut stop: watch::Receiver<bool>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let record = tokio::select! {
+            record = transitions.recv() => record,
+            _ = stop.changed() => return,
+        };
+        match record {
+            Ok(record) => controller
+                .notifier()
+                .notify(crate::notify::Notice::Breaker {
+                    breaker: record.breaker,
+                    service: record.service,
+                    version: record.version,
+                    from: record.from.as_str().to_string(),
+                    to: record.to.as_str().to_string(),
+                    reason: if record.shadow {
+                        format!("{} (shadow mode: nothing rejected)", record.reason)
+                    } else {
+                        record.reason
+                    },
+                    at: sluice_model::Timestamp::from_millis(record.at),
+                }),
+            Err(RecvError::Lagged(missed)) => {
+                tracing::warn!(
+                    missed,
+                    "breaker transitions not notified (too many at once)"
+                )
+            }
+            Err(RecvError::Closed) => return,
+        }
     }
 }
 

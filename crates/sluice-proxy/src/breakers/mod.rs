@@ -136,6 +136,8 @@ pub struct TransitionRecord {
     /// Wall-clock milliseconds since the Unix epoch.
     pub at: u64,
     pub breaker: String,
+    pub service: String,
+    pub version: String,
     pub from: State,
     pub to: State,
     pub reason: String,
@@ -165,9 +167,10 @@ pub enum BreakerError {
     Invalid(Vec<FieldError>),
 }
 
-/// The last transitions, newest last.
+/// The last transitions, newest last; each also goes to subscribers.
 pub(crate) struct TransitionLog {
     entries: Mutex<VecDeque<TransitionRecord>>,
+    announce: tokio::sync::broadcast::Sender<TransitionRecord>,
 }
 
 // === impl Breakers ===
@@ -186,6 +189,7 @@ impl Breakers {
                 env_enabled: Mutex::new(None),
                 log: Arc::new(TransitionLog {
                     entries: Mutex::new(VecDeque::new()),
+                    announce: tokio::sync::broadcast::channel(256).0,
                 }),
                 partition_overflow: AtomicU64::new(0),
                 registry: Mutex::new(registry),
@@ -427,6 +431,12 @@ impl Breakers {
             .iter()
             .cloned()
             .collect()
+    }
+
+    /// Every transition from now on (for notifications); a slow receiver
+    /// misses some (it is told how many) rather than holding anything up.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<TransitionRecord> {
+        self.inner.log.announce.subscribe()
     }
 
     /// The newest transitions, oldest first.
@@ -724,6 +734,8 @@ impl TransitionLog {
         let record = TransitionRecord {
             at: sluice_model::Timestamp::now_system().millis(),
             breaker: cell.id.clone(),
+            service: cell.service.clone(),
+            version: cell.slot.label().to_string(),
             from: transition.from,
             to: transition.to,
             reason: transition.reason.to_string(),
@@ -733,6 +745,7 @@ impl TransitionLog {
         if entries.len() == LOG_CAPACITY {
             entries.pop_front();
         }
+        let _ = self.announce.send(record.clone());
         entries.push_back(record);
     }
 }

@@ -118,6 +118,8 @@ impl CompiledPolicy {
             ErrorKind::Connect => self.failure_connect,
             ErrorKind::Timeout => self.failure_timeout,
             ErrorKind::Protocol => self.failure_protocol,
+            // Never an outcome of a call that was sent.
+            ErrorKind::BreakerOpen => false,
         }
     }
 }

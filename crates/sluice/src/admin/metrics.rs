@@ -32,6 +32,7 @@ pub async fn render(State(state): State<AdminState>) -> impl IntoResponse {
     let mut out = String::with_capacity(16 * 1024);
     state.controller.metrics().render_prometheus(&mut out);
     state.flags.counters.render(&mut out);
+    state.controller.notifier().render(&mut out);
     let _ = writeln!(
         out,
         "# HELP sluice_flag_file_reloads_total Flag file changes taken or refused.\n\

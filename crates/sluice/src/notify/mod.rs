@@ -121,7 +121,9 @@ pub struct Counters {
     pub dropped: AtomicU64,
 }
 
-/// A copy of one target's counters.
+/// A copy of one target's counters (for tests; `/metrics` has them all).
+#[cfg(test)]
+#[allow(dead_code)] // read by tests/notifications.rs, which includes this module
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counts {
     pub sent: u64,
@@ -197,6 +199,7 @@ impl Notifier {
     }
 
     /// The names of the targets that would receive this notice.
+    #[cfg(test)]
     pub fn route(&self, notice: &Notice) -> Vec<&str> {
         let Some(event) = notice.event() else {
             return Vec::new();
@@ -209,6 +212,8 @@ impl Notifier {
     }
 
     /// The counters of the target of that name.
+    #[cfg(test)]
+    #[allow(dead_code)] // read by tests/notifications.rs, which includes this module
     pub fn counts(&self, target: &str) -> Option<Counts> {
         let target = self.targets.iter().find(|t| t.config.name == target)?;
         Some(Counts {
