@@ -333,6 +333,9 @@ pub struct RolloutSpec {
     /// Settings of the sequential judge.
     #[serde(default)]
     pub sequential: SequentialSpec,
+    /// Webhooks at Flagger's hook points (gates, smoke and load tests, rollback requests).
+    #[serde(default)]
+    pub webhooks: Vec<crate::webhook::WebhookSpec>,
 }
 
 /// Which judge decides an analysis run.

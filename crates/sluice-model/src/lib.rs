@@ -12,6 +12,7 @@ pub mod flags;
 pub mod notify;
 mod time;
 mod validate;
+pub mod webhook;
 mod weight;
 
 pub use breaker::{
@@ -29,4 +30,5 @@ pub use flags::{release_plan_name, ReleasePlan, RollbackMode, VariantLabels};
 pub use notify::{NotificationKind, NotifyEvent};
 pub use time::Timestamp;
 pub use validate::{check_endpoint, ConfigError, FieldError, Step};
+pub use webhook::{HookType, WebhookSpec};
 pub use weight::{Weight, WeightError};

@@ -252,6 +252,7 @@ fn is_header_name(name: &str) -> bool {
 }
 
 fn validate_rollout(rollout: &RolloutSpec, path: &str, has_prometheus: bool, errors: &mut Errors) {
+    crate::webhook::validate_webhooks(&rollout.webhooks, path, &mut errors.0);
     if rollout.interval < Duration::from_millis(100) {
         errors.push(
             format!("{path}.interval"),

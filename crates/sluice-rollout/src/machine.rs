@@ -72,6 +72,9 @@ pub enum Event {
     Resume,
     /// Operator: roll back now.
     Abort,
+    /// Something outside the checks failed the rollout (a pre-rollout test,
+    /// a rollback request): roll back now, with this reason.
+    Reject { reason: String },
 }
 
 impl Event {
@@ -84,6 +87,7 @@ impl Event {
             Event::Pause => "pause",
             Event::Resume => "resume",
             Event::Abort => "abort",
+            Event::Reject { .. } => "reject",
         }
     }
 }
@@ -200,6 +204,10 @@ pub fn step(state: &ServiceState, event: Event, now: Timestamp) -> (ServiceState
         Event::Abort => {
             let reason = "aborted by operator".to_string();
             change.roll_back(&mut rollout, DecisionKind::Aborted, reason, None);
+        }
+        Event::Reject { reason } => {
+            let reason = format!("rolled back: {reason}");
+            change.roll_back(&mut rollout, DecisionKind::RolledBack, reason, None);
         }
         Event::Pause => {
             let from = rollout.phase;

@@ -21,8 +21,10 @@ use sluice_store::{Store, StoreError};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::flags::FlagServer;
+use crate::hooks::Hooks;
 use crate::notify::{Notice, Notifier};
 use crate::providers::prometheus::{self, Prometheus};
+use sluice_model::{HookType, WebhookSpec};
 
 /// Why the controller refused a request.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +49,9 @@ pub enum ControlError {
     Provider(String),
     #[error("{0}")]
     Undo(#[from] sluice_rollout::UndoError),
+    /// A `confirm_rollout` webhook did not confirm (asked again every interval).
+    #[error("{0}")]
+    Hook(String),
 }
 
 /// What an operator (or a reload) asks of a service. Rare, so its size does not matter.
@@ -88,6 +93,8 @@ struct Shared {
     flags: Arc<FlagServer>,
     /// Where decisions (and breaker transitions) are announced; rebuilt on reload.
     notifier: ArcSwap<Notifier>,
+    /// Calls rollout webhooks.
+    hooks: Arc<Hooks>,
 }
 
 struct ServiceHandle {
@@ -123,6 +130,7 @@ impl Controller {
             counters: ControllerMetrics::default(),
             prometheus: ArcSwap::from_pointee(prometheus_client(&config)?),
             notifier: ArcSwap::new(Notifier::new(&config.notifications, &env_var)),
+            hooks: Arc::new(Hooks::new()),
         });
         let controller = Arc::new(Controller {
             shared,
@@ -325,6 +333,26 @@ fn env_var(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
+/// A run that a failing `rollout` webhook (a load or acceptance test) fails.
+fn with_failed_hook(
+    mut run: sluice_analysis::AnalysisRun,
+    answer: String,
+) -> sluice_analysis::AnalysisRun {
+    run.checks.push(sluice_analysis::CheckResult {
+        name: "webhook".into(),
+        verdict: sluice_analysis::Verdict::Fail,
+        value: None,
+        stable_value: None,
+        bound: None,
+        bound_expr: String::new(),
+        unit: String::new(),
+        reason: answer.clone(),
+    });
+    run.verdict = sluice_analysis::Verdict::Fail;
+    run.reason = answer;
+    run
+}
+
 /// What the controller runs: the config's services, then one pseudo-service
 /// per flag release plan, named `flag:KEY`, whose "pools" are the query labels
 /// of the two code paths and whose weight is the flag's percentage.
@@ -423,6 +451,10 @@ struct ServiceTask {
     stored_revision: u64,
     /// For a flag's release plan: its key and plan.
     release: Option<(String, ReleasePlan)>,
+    /// A rollout waiting for its `confirm_rollout` webhooks: when to ask again.
+    retry_start_at: Option<Timestamp>,
+    /// A gate webhook said no: no step before this time.
+    hold_until: Option<Timestamp>,
 }
 
 // === impl ServiceTask ===
@@ -445,6 +477,8 @@ impl ServiceTask {
             baseline: Window::default(),
             stored_revision,
             release,
+            retry_start_at: None,
+            hold_until: None,
         };
         task.baseline = task.counters();
         task
@@ -452,12 +486,18 @@ impl ServiceTask {
 
     async fn run(mut self, mut requests: mpsc::Receiver<(Request, Reply)>) {
         loop {
+            let hold = self.hold_until;
             let wake = self
                 .state
                 .rollout
                 .as_ref()
                 .filter(|r| !r.phase.is_final())
-                .and_then(|r| r.next_wakeup());
+                .and_then(|r| r.next_wakeup())
+                .map(|at| hold.map_or(at, |h| h.max(at)));
+            let wake = match (wake, self.retry_start_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let sleep = match wake {
                 Some(at) => {
                     let wait = at.saturating_since(Timestamp::now_system());
@@ -474,7 +514,17 @@ impl ServiceTask {
                     None => return,
                 },
                 _ = sleep, if wake.is_some() => {
-                    if let Err(e) = self.on_timer().await {
+                    let retry_due = self
+                        .retry_start_at
+                        .is_some_and(|at| Timestamp::now_system() >= at);
+                    let result = if retry_due {
+                        self.retry_start_at = None;
+                        let spec = self.spec.clone();
+                        self.reconcile(&spec).await
+                    } else {
+                        self.on_timer().await
+                    };
+                    if let Err(e) = result {
                         tracing::error!(service = %self.spec.name, "controller: {e}");
                         // The state was not stored, so nothing was acted on; retry soon.
                         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -550,7 +600,35 @@ impl ServiceTask {
                 })?;
             }
         }
-        let (next, actions) = sluice_rollout::start(&self.state, &spec, canary, now);
+        if let Err(no) = self
+            .shared
+            .hooks
+            .ask(&spec.webhooks, HookType::ConfirmRollout, &self.state)
+            .await
+        {
+            tracing::info!(service = %self.spec.name, "rollout waiting: {no}");
+            self.retry_start_at = Some(now + spec.interval);
+            return Err(ControlError::Hook(no));
+        }
+        self.retry_start_at = None;
+        let (next, mut actions) = sluice_rollout::start(&self.state, &spec, canary, now);
+        // Smoke tests before any traffic: a failure ends the rollout with the answer.
+        let next = match self
+            .shared
+            .hooks
+            .ask(&spec.webhooks, HookType::PreRollout, &next)
+            .await
+        {
+            Ok(()) => next,
+            Err(no) => {
+                let (mut rejected, more) =
+                    sluice_rollout::step(&next, Event::Reject { reason: no }, now);
+                // One stored transition: started and rolled back together.
+                rejected.revision = next.revision;
+                actions.extend(more);
+                rejected
+            }
+        };
         self.commit(next, actions).await
     }
 
@@ -584,18 +662,52 @@ impl ServiceTask {
             .is_some_and(|r| r.canary == canary.endpoints);
         if !seen {
             tracing::info!(service = %spec.name, canary = ?canary.endpoints, "new canary in the config: starting a rollout");
-            self.start(canary.endpoints.clone(), Timestamp::now_system())
-                .await?;
+            match self
+                .start(canary.endpoints.clone(), Timestamp::now_system())
+                .await
+            {
+                // Asked again at `retry_start_at`.
+                Err(ControlError::Hook(_)) => {}
+                other => other?,
+            }
         }
         Ok(())
     }
 
+    fn webhooks(&self) -> Vec<WebhookSpec> {
+        self.spec
+            .rollout
+            .as_ref()
+            .map(|r| r.webhooks.clone())
+            .unwrap_or_default()
+    }
+
     async fn on_timer(&mut self) -> Result<(), ControlError> {
         let now = Timestamp::now_system();
+        if self.hold_until.is_some_and(|until| now < until) {
+            return Ok(());
+        }
+        self.hold_until = None;
+        let Some(rollout) = &self.state.rollout else {
+            return Ok(());
+        };
+        let webhooks = self.webhooks();
+        let hooks = self.shared.hooks.clone();
+        if rollout.analysis_due(now) {
+            if let Some(reason) = hooks.rollback_requested(&webhooks, &self.state).await {
+                let (next, actions) =
+                    sluice_rollout::step(&self.state, Event::Reject { reason }, now);
+                return self.commit(next, actions).await;
+            }
+        }
         let Some(rollout) = &self.state.rollout else {
             return Ok(());
         };
         let event = if rollout.analysis_due(now) {
+            let hook_failure = hooks
+                .ask(&webhooks, HookType::Rollout, &self.state)
+                .await
+                .err();
             let current = self.counters();
             let window = Window {
                 stable: current.stable.since(&self.baseline.stable),
@@ -630,6 +742,10 @@ impl ServiceTask {
                     &self.shared.counters.analysis_inconclusive
                 }
             };
+            let run = match hook_failure {
+                Some(no) => with_failed_hook(run, no),
+                None => run,
+            };
             counter.fetch_add(1, Ordering::Relaxed);
             self.baseline = current;
             Event::Analysis(run)
@@ -637,6 +753,29 @@ impl ServiceTask {
             Event::Tick
         };
         let (next, actions) = sluice_rollout::step(&self.state, event, now);
+        // Gates: asked before a weight increase or a promotion is acted on.
+        let gate = if actions.iter().any(|a| matches!(a, Action::PromoteCanary)) {
+            Some(HookType::ConfirmPromotion)
+        } else if actions
+            .iter()
+            .any(|a| matches!(a, Action::SetWeight(w) if *w > self.state.canary_weight))
+        {
+            Some(HookType::ConfirmTrafficIncrease)
+        } else {
+            None
+        };
+        if let Some(gate) = gate {
+            if let Err(no) = hooks.ask(&webhooks, gate, &self.state).await {
+                let interval = self
+                    .state
+                    .rollout
+                    .as_ref()
+                    .map_or(Duration::from_secs(60), |r| r.interval);
+                tracing::info!(service = %self.spec.name, "holding: {no}");
+                self.hold_until = Some(now + interval);
+                return Ok(());
+            }
+        }
         self.commit(next, actions).await
     }
 
@@ -837,6 +976,24 @@ impl ServiceTask {
             .decisions
             .fetch_add(decisions.len() as u64, Ordering::Relaxed);
         let notifier = self.shared.notifier.load();
+        let webhooks = self.webhooks();
+        let was_final = self
+            .state
+            .rollout
+            .as_ref()
+            .map(|r| (r.id, r.phase.is_final()));
+        let ended = next
+            .rollout
+            .as_ref()
+            .is_some_and(|r| r.phase.is_final() && was_final != Some((r.id, true)));
+        if !decisions.is_empty() {
+            self.shared.hooks.tell(&webhooks, HookType::Event, &next);
+        }
+        if ended {
+            self.shared
+                .hooks
+                .tell(&webhooks, HookType::PostRollout, &next);
+        }
         for decision in decisions {
             notifier.notify(Notice::Decision(decision));
         }

@@ -58,7 +58,7 @@ pub fn can_accept(state: &ServiceState, event: &Event, now: Timestamp) -> Result
         event: event.name(),
     };
     match (event, phase) {
-        (Event::Promote | Event::Abort, _) => Ok(()),
+        (Event::Promote | Event::Abort | Event::Reject { .. }, _) => Ok(()),
         (Event::Analysis(_), Phase::Progressing) => match rollout.next_analysis_at {
             Some(due) if now < due => Err(RejectReason::NotDue {
                 service: service(),

@@ -102,7 +102,7 @@ impl From<ControlError> for Problem {
             ControlError::Undo(sluice_rollout::UndoError::UnknownRevision { .. }) => {
                 StatusCode::NOT_FOUND
             }
-            ControlError::Undo(_) => StatusCode::CONFLICT,
+            ControlError::Undo(_) | ControlError::Hook(_) => StatusCode::CONFLICT,
         };
         Problem::new(status, error.to_string())
     }

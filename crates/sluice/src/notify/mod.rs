@@ -6,7 +6,7 @@
 //! a notice reports a decision already stored.
 
 pub mod payload;
-mod sender;
+pub(crate) mod sender;
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -25,10 +25,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// The most of a response body read (only to reuse the connection and log it).
 const MAX_RESPONSE_BYTES: usize = 16 * 1024;
 
-pub(super) type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+pub(crate) type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// A client for http:// and https:// URLs (webpki roots, no platform store).
-pub(super) fn client() -> HttpClient {
+pub(crate) fn client() -> HttpClient {
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_webpki_roots()
         .https_or_http()
@@ -145,7 +145,7 @@ impl Task {
 }
 
 /// The wait before retry `n` (from 1): 200ms, 400ms, 800ms, … up to 30s.
-pub(super) fn backoff(retry: u32) -> Duration {
+pub(crate) fn backoff(retry: u32) -> Duration {
     let factor = 1u32
         .checked_shl(retry.saturating_sub(1))
         .unwrap_or(u32::MAX);
