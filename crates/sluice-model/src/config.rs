@@ -433,4 +433,18 @@ pub struct StepSpec {
     pub weight: Option<f64>,
     #[serde(default)]
     pub pause: Option<String>,
+    /// A manual gate: `approve: {}` waits for approval; with `deadline: 1h`
+    /// and `on_deadline: rollback|proceed` it does not wait for ever.
+    #[serde(default)]
+    pub approve: Option<ApproveSpec>,
+}
+
+/// An approval step's deadline.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApproveSpec {
+    #[serde(default, with = "crate::duration::option")]
+    pub deadline: Option<Duration>,
+    #[serde(default)]
+    pub on_deadline: crate::validate::OnDeadline,
 }

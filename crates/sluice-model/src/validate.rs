@@ -44,6 +44,23 @@ pub enum Step {
     Weight(Weight),
     /// Hold the current weight: `Some(d)` for a duration, `None` until resumed.
     Pause(#[serde(with = "crate::duration::option")] Option<Duration>),
+    /// Wait for an operator's approval (`rollout resume` or `promote`, or the
+    /// API); after `deadline`, if any, roll back or proceed.
+    Approve {
+        #[serde(default, with = "crate::duration::option")]
+        deadline: Option<Duration>,
+        #[serde(default)]
+        on_deadline: OnDeadline,
+    },
+}
+
+/// What an approval step does when its deadline passes unapproved.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnDeadline {
+    #[default]
+    Rollback,
+    Proceed,
 }
 
 // === impl Config ===
@@ -413,24 +430,37 @@ fn plan_with_errors(rollout: &RolloutSpec, path: &str, errors: &mut Errors) -> V
 }
 
 fn parse_step(step: &StepSpec, path: &str, errors: &mut Errors) -> Option<Step> {
-    match (step.weight, &step.pause) {
-        (Some(w), None) => match Weight::from_percent(w) {
+    match (step.weight, &step.pause, &step.approve) {
+        (Some(w), None, None) => match Weight::from_percent(w) {
             Ok(w) => Some(Step::Weight(w)),
             Err(e) => {
                 errors.push(path.to_string(), e.to_string());
                 None
             }
         },
-        (None, Some(pause)) if pause.trim() == "manual" => Some(Step::Pause(None)),
-        (None, Some(pause)) => match duration::parse(pause) {
+        (None, Some(pause), None) if pause.trim() == "manual" => Some(Step::Pause(None)),
+        (None, Some(pause), None) => match duration::parse(pause) {
             Ok(d) => Some(Step::Pause(Some(d))),
             Err(e) => {
                 errors.push(format!("{path}.pause"), format!("{e}, or `manual`"));
                 None
             }
         },
+        (None, None, Some(approve)) => {
+            if approve.deadline.is_some_and(|d| d.is_zero()) {
+                errors.push(format!("{path}.approve.deadline"), "must be longer than 0");
+                return None;
+            }
+            Some(Step::Approve {
+                deadline: approve.deadline,
+                on_deadline: approve.on_deadline,
+            })
+        }
         _ => {
-            errors.push(path.to_string(), "set exactly one of `weight` or `pause`");
+            errors.push(
+                path.to_string(),
+                "set exactly one of `weight`, `pause` or `approve`",
+            );
             None
         }
     }

@@ -44,7 +44,7 @@
 //!   emptied and its `canary_weight` is 0.
 
 use sluice_analysis::{AnalysisRun, Verdict};
-use sluice_model::{duration, Endpoint, RolloutSpec, Step, Timestamp, Weight};
+use sluice_model::{duration, Endpoint, OnDeadline, RolloutSpec, Step, Timestamp, Weight};
 
 use crate::{Action, Decision, DecisionKind, Phase, Rollout, ServiceState};
 
@@ -193,10 +193,26 @@ pub fn step(state: &ServiceState, event: Event, now: Timestamp) -> (ServiceState
     };
     match event {
         Event::Analysis(run) => change.analysis(&mut rollout, run),
-        Event::Tick => {
-            let reason = format!("{} ended", describe_pause(&rollout));
-            change.advance(&mut rollout, DecisionKind::Advanced, reason, None);
-        }
+        Event::Tick => match rollout.current_step() {
+            Some(Step::Approve {
+                deadline: Some(deadline),
+                on_deadline,
+            }) => {
+                let waited = duration::format(*deadline);
+                if *on_deadline == OnDeadline::Proceed {
+                    let reason =
+                        format!("no approval within {waited}: proceeding (on_deadline: proceed)");
+                    change.advance(&mut rollout, DecisionKind::Advanced, reason, None);
+                } else {
+                    let reason = format!("rolled back: no approval within {waited}");
+                    change.roll_back(&mut rollout, DecisionKind::RolledBack, reason, None);
+                }
+            }
+            _ => {
+                let reason = format!("{} ended", describe_pause(&rollout));
+                change.advance(&mut rollout, DecisionKind::Advanced, reason, None);
+            }
+        },
         Event::Promote => {
             let reason = "promoted by operator".to_string();
             change.promote(&mut rollout, reason, None);
@@ -322,6 +338,11 @@ impl Change<'_> {
     }
 
     fn resume(&mut self, rollout: &mut Rollout) {
+        if matches!(rollout.current_step(), Some(Step::Approve { .. })) {
+            let reason = "approved by operator".to_string();
+            self.advance(rollout, DecisionKind::Resumed, reason, None);
+            return;
+        }
         if rollout.current_step() == Some(&Step::Pause(None)) {
             let reason = "resumed by operator past the manual pause".to_string();
             self.advance(rollout, DecisionKind::Resumed, reason, None);
@@ -408,7 +429,7 @@ fn enter_current_step(rollout: &mut Rollout, now: Timestamp) {
     rollout.next_analysis_at = Some(now + rollout.interval);
     match rollout.current_step() {
         Some(Step::Weight(weight)) => rollout.canary_weight = *weight,
-        Some(Step::Pause(None)) => {
+        Some(Step::Pause(None) | Step::Approve { .. }) => {
             rollout.phase = Phase::Paused;
             rollout.next_analysis_at = None;
         }
@@ -473,6 +494,21 @@ fn describe_position(rollout: &Rollout) -> String {
         ),
         Some(Step::Pause(None)) => {
             format!("step {step} of {steps}: holding {weight} until resumed or promoted")
+        }
+        Some(Step::Approve {
+            deadline,
+            on_deadline,
+        }) => {
+            match deadline {
+                Some(d) => {
+                    format!(
+                "step {step} of {steps}: waiting for approval at {weight} (then {} after {})",
+                if *on_deadline == OnDeadline::Proceed { "proceeding" } else { "rolling back" },
+                duration::format(*d)
+            )
+                }
+                None => format!("step {step} of {steps}: waiting for approval at {weight}"),
+            }
         }
         None => format!("no steps left, canary weight {weight}"),
     }

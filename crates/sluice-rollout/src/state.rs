@@ -120,12 +120,23 @@ impl Rollout {
         }
     }
 
+    /// When the current approval step's deadline passes (None without one).
+    pub fn approval_deadline(&self) -> Option<Timestamp> {
+        match self.current_step() {
+            Some(Step::Approve {
+                deadline: Some(deadline),
+                ..
+            }) if self.phase == Phase::Paused => Some(self.step_started_at + *deadline),
+            _ => None,
+        }
+    }
+
     /// When the controller should next call `step` on its own (with an
     /// `Analysis` or a `Tick`): the earlier of the next analysis and the end
     /// of a timed pause. None while paused (only an operator moves it on) or final.
     pub fn next_wakeup(&self) -> Option<Timestamp> {
         if self.phase != Phase::Progressing {
-            return None;
+            return self.approval_deadline();
         }
         match (self.next_analysis_at, self.pause_ends_at()) {
             (Some(a), Some(b)) => Some(a.min(b)),

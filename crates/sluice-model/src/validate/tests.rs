@@ -110,7 +110,7 @@ fn step_weight_expands_up_to_max_weight() {
         .iter()
         .map(|s| match s {
             Step::Weight(w) => w.percent(),
-            Step::Pause(_) => -1.0,
+            Step::Pause(_) | Step::Approve { .. } => -1.0,
         })
         .collect();
     assert_eq!(pct, [20.0, 40.0, 60.0]);
@@ -217,4 +217,31 @@ fn check_rules_name_their_fields() {
     );
     let errors = Config::from_yaml(&no_provider).unwrap_err().errors();
     assert_eq!(errors[0].path, "services[0].rollout.checks[3].provider");
+}
+
+#[test]
+fn an_approval_step_parses_and_its_mistakes_are_named() {
+    let good = GOOD.replace(
+        "- weight: 25",
+        "- approve: { deadline: 2h, on_deadline: proceed }",
+    );
+    let config = Config::from_yaml(&good).unwrap();
+    let plan = config.services[0].rollout.as_ref().unwrap().plan();
+    assert_eq!(
+        plan[2],
+        Step::Approve {
+            deadline: Some(Duration::from_secs(7200)),
+            on_deadline: crate::OnDeadline::Proceed
+        }
+    );
+    let zero = GOOD.replace("- weight: 25", "- approve: { deadline: 0s }");
+    assert_eq!(
+        Config::from_yaml(&zero).unwrap_err().to_string(),
+        "services[0].rollout.steps[2].approve.deadline: must be longer than 0"
+    );
+    let both = GOOD.replace("- weight: 25", "- { weight: 25, approve: {} }");
+    assert!(Config::from_yaml(&both)
+        .unwrap_err()
+        .to_string()
+        .contains("set exactly one of `weight`, `pause` or `approve`"));
 }

@@ -71,6 +71,11 @@ pub fn can_accept(state: &ServiceState, event: &Event, now: Timestamp) -> Result
             id,
         }),
         (Event::Tick, Phase::Progressing) if pause_over(rollout, now) => Ok(()),
+        (Event::Tick, Phase::Paused)
+            if rollout.approval_deadline().is_some_and(|end| now >= end) =>
+        {
+            Ok(())
+        }
         (Event::Tick, _) => Err(RejectReason::NotDue {
             service: service(),
             id,

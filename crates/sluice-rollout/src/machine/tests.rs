@@ -643,3 +643,52 @@ proptest! {
         prop_assert!(rollout(&state).phase.is_final());
     }
 }
+
+#[test]
+fn an_approval_gate_waits_then_rolls_back_or_proceeds_at_its_deadline() {
+    let gate = |on_deadline: &str| {
+        spec(json!({"steps": [
+            {"weight": 10},
+            {"approve": {"deadline": "1h", "on_deadline": on_deadline}},
+            {"weight": 50}
+        ], "interval": "1m"}))
+    };
+    let (state, _) = start(&service(), &gate("rollback"), canary(), minutes(0));
+    let (waiting, actions) = accept(&state, Event::Analysis(run(Verdict::Pass)), minutes(1));
+    assert_eq!(rollout(&waiting).phase, Phase::Paused);
+    assert!(
+        decisions(&actions)[0]
+            .reason
+            .ends_with("waiting for approval at 10% (then rolling back after 1h)"),
+        "{}",
+        decisions(&actions)[0].reason
+    );
+    assert_eq!(rollout(&waiting).next_wakeup(), Some(minutes(61)));
+    assert!(matches!(
+        ignored(&waiting, Event::Tick, minutes(30)),
+        RejectReason::NotDue { .. }
+    ));
+    // Approved in time: on to 50%.
+    let (approved, actions) = accept(&waiting, Event::Resume, minutes(30));
+    assert_eq!(
+        decisions(&actions)[0].reason,
+        "approved by operator; step 3 of 3: canary weight 50%"
+    );
+    assert_eq!(approved.canary_weight, pct(50.0));
+    // Not approved: rolled back at the deadline.
+    let (expired, actions) = accept(&waiting, Event::Tick, minutes(61));
+    assert_eq!(rollout(&expired).phase, Phase::RolledBack);
+    assert_eq!(
+        decisions(&actions)[0].reason,
+        "rolled back: no approval within 1h"
+    );
+    assert_eq!(expired.canary_weight, Weight::ZERO);
+
+    let (state, _) = start(&service(), &gate("proceed"), canary(), minutes(0));
+    let (waiting, _) = accept(&state, Event::Analysis(run(Verdict::Pass)), minutes(1));
+    let (proceeded, actions) = accept(&waiting, Event::Tick, minutes(61));
+    assert_eq!(proceeded.canary_weight, pct(50.0));
+    assert!(decisions(&actions)[0]
+        .reason
+        .starts_with("no approval within 1h: proceeding"));
+}
