@@ -9,6 +9,7 @@ mod controller;
 mod demo;
 mod flags;
 mod flags_cmd;
+mod load_cmd;
 // Not called yet: the controller and admin API take it up in their own change.
 mod notify;
 mod output;
