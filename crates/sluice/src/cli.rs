@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::breakers_cmd::{self, BreakersCommand};
 use crate::flags_cmd::{self, FlagsCommand};
+use crate::load_cmd::{self, LoadCommand};
 use crate::{client, demo, server, simulate_cmd};
 
 #[derive(Parser)]
@@ -69,6 +70,11 @@ enum Command {
         command: BreakersCommand,
         #[command(flatten)]
         remote: Remote,
+    },
+    /// Built-in load generator: send load now (`run`) or on webhook calls, like Flagger's loadtester (`serve`).
+    Load {
+        #[command(subcommand)]
+        command: LoadCommand,
     },
 }
 
@@ -254,6 +260,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 .build()?;
             rt.block_on(breakers_cmd::run(command, remote))
         }
+        Command::Load { command } => runtime()?.block_on(load_cmd::run(command)),
     }
 }
 

@@ -10,7 +10,7 @@ mod demo;
 mod flags;
 mod flags_cmd;
 mod hooks;
-// Not called yet: the controller and admin API take it up in their own change.
+mod load_cmd;
 mod notify;
 mod output;
 mod providers;

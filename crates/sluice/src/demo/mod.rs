@@ -2,7 +2,7 @@
 //! demo upstreams (v1 healthy, v2 as bad as asked), built-in load, the real
 //! proxy, controller and admin API, and a canary rollout of v2 shown live.
 
-mod load;
+pub(crate) mod load;
 mod upstream;
 
 use std::io::{IsTerminal, Write};
