@@ -97,6 +97,24 @@ fn plan(hooks: SocketAddr, names: &[&str]) -> String {
     plan
 }
 
+/// A receiver answering as `answers` (path, status, text), and sluice rolling
+/// out v2 with the plan that `plan_for` makes from the receiver's address.
+async fn start(
+    answers: &[(&str, u16, &str)],
+    plan_for: impl FnOnce(SocketAddr) -> String,
+) -> (Receiver, Upstream, Sluice, tempfile::TempDir) {
+    let receiver = Receiver::default();
+    let hooks = receiver.start().await;
+    for (path, status, text) in answers {
+        receiver.answer(path, *status, text);
+    }
+    let (v1, v2) = (Upstream::start("v1").await, Upstream::start("v2").await);
+    let dir = tempfile::tempdir().unwrap();
+    let config = service_config(&v1.endpoint(), &v2.endpoint(), &plan_for(hooks));
+    let sluice = Sluice::start(dir.path(), &config);
+    (receiver, v2, sluice, dir)
+}
+
 async fn with_load<T>(sluice: &Sluice, wait: impl std::future::Future<Output = T>) -> T {
     let stop = Arc::new(AtomicBool::new(false));
     let (_counts, tasks) = spawn_load(sluice.proxy, 2, Duration::from_millis(5), stop.clone());
@@ -110,19 +128,11 @@ async fn with_load<T>(sluice: &Sluice, wait: impl std::future::Future<Output = T
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_smoke_test_leaves_traffic_on_stable() {
-    let receiver = Receiver::default();
-    let hooks = receiver.start().await;
-    receiver.answer("/pre_rollout", 500, "smoke test: GET /health answered 503");
-    let (v1, v2) = (Upstream::start("v1").await, Upstream::start("v2").await);
-    let dir = tempfile::tempdir().unwrap();
-    let sluice = Sluice::start(
-        dir.path(),
-        &service_config(
-            &v1.endpoint(),
-            &v2.endpoint(),
-            &plan(hooks, &["pre_rollout"]),
-        ),
-    );
+    let (_receiver, v2, sluice, _dir) = start(
+        &[("/pre_rollout", 500, "smoke test: GET /health answered 503")],
+        |hooks| plan(hooks, &["pre_rollout"]),
+    )
+    .await;
     let client = client();
     let status = eventually(Duration::from_secs(10), "the rollout to end", || async {
         let status = admin_json(&client, sluice.admin, "/api/v1/rollouts/web").await;
@@ -151,11 +161,6 @@ async fn a_failing_smoke_test_leaves_traffic_on_stable() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hooks_are_called_in_order_and_a_gate_holds_the_weight() {
-    let receiver = Receiver::default();
-    let hooks = receiver.start().await;
-    receiver.answer("/confirm_traffic_increase", 403, "change freeze");
-    let (v1, v2) = (Upstream::start("v1").await, Upstream::start("v2").await);
-    let dir = tempfile::tempdir().unwrap();
     let names = [
         "confirm_rollout",
         "pre_rollout",
@@ -165,10 +170,11 @@ async fn hooks_are_called_in_order_and_a_gate_holds_the_weight() {
         "post_rollout",
         "event",
     ];
-    let sluice = Sluice::start(
-        dir.path(),
-        &service_config(&v1.endpoint(), &v2.endpoint(), &plan(hooks, &names)),
-    );
+    let (receiver, _v2, sluice, _dir) = start(
+        &[("/confirm_traffic_increase", 403, "change freeze")],
+        |hooks| plan(hooks, &names),
+    )
+    .await;
     let client = client();
     with_load(&sluice, async {
         // Held at 20% while the gate says no.
@@ -226,19 +232,10 @@ async fn hooks_are_called_in_order_and_a_gate_holds_the_weight() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollback_hook_stops_the_rollout() {
-    let receiver = Receiver::default();
-    let hooks = receiver.start().await;
-    receiver.answer("/rollback", 404, "no");
-    let (v1, v2) = (Upstream::start("v1").await, Upstream::start("v2").await);
-    let dir = tempfile::tempdir().unwrap();
-    let sluice = Sluice::start(
-        dir.path(),
-        &service_config(
-            &v1.endpoint(),
-            &v2.endpoint(),
-            &plan(hooks, &["rollback"]).replace("[20, 50]", "[20, 30, 40, 50, 60]"),
-        ),
-    );
+    let (receiver, _v2, sluice, _dir) = start(&[("/rollback", 404, "no")], |hooks| {
+        plan(hooks, &["rollback"]).replace("[20, 50]", "[20, 30, 40, 50, 60]")
+    })
+    .await;
     let client = client();
     let status = with_load(&sluice, async {
         eventually(

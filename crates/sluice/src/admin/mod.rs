@@ -194,11 +194,7 @@ async fn start(
     Path(service): Path<String>,
     body: Bytes,
 ) -> Result<Response, Problem> {
-    let body: StartBody = if body.iter().all(u8::is_ascii_whitespace) {
-        StartBody::default()
-    } else {
-        problem::parse_json(&body)?
-    };
+    let body: StartBody = problem::optional_json(&body)?;
     let next = state
         .controller
         .request(
@@ -225,11 +221,7 @@ async fn action(
     body: Bytes,
 ) -> Result<Response, Problem> {
     if action == "undo" {
-        let body: UndoBody = if body.iter().all(u8::is_ascii_whitespace) {
-            UndoBody::default()
-        } else {
-            problem::parse_json(&body)?
-        };
+        let body: UndoBody = problem::optional_json(&body)?;
         let next = state
             .controller
             .request(

@@ -59,6 +59,15 @@ impl Problem {
     }
 }
 
+/// Parses a JSON body that may be empty (then the default).
+pub fn optional_json<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, Problem> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        Ok(T::default())
+    } else {
+        parse_json(body)
+    }
+}
+
 /// Parses a JSON body; an error names where in the body it is.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
     let mut de = serde_json::Deserializer::from_slice(body);
