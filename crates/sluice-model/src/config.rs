@@ -336,6 +336,12 @@ pub struct RolloutSpec {
     /// Webhooks at Flagger's hook points (gates, smoke and load tests, rollback requests).
     #[serde(default)]
     pub webhooks: Vec<crate::webhook::WebhookSpec>,
+    /// `ab`: the requests that go to the canary (any rule matching is enough).
+    #[serde(rename = "match", default, skip_serializing_if = "Vec::is_empty")]
+    pub match_rules: Vec<MatchRule>,
+    /// `ab`: analysis runs to pass before promotion (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iterations: Option<u32>,
 }
 
 /// Which judge decides an analysis run.
@@ -407,12 +413,32 @@ fn default_min_requests() -> u64 {
     20
 }
 
-/// Deployment strategy. Only `canary` exists so far.
+/// Deployment strategy.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Strategy {
+    /// The canary's weight grows step by step.
     #[default]
     Canary,
+    /// A/B testing: only requests matching `match` go to the canary, for
+    /// `iterations` analysis runs; then it is promoted.
+    Ab,
+}
+
+/// A request the A/B strategy sends to the canary: a header or a cookie,
+/// with an exact value, a regex, or (neither) merely present.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchRule {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cookie: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exact: Option<String>,
+    /// Matched against the whole value (anchored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regex: Option<String>,
 }
 
 /// What starts a rollout.

@@ -270,6 +270,7 @@ fn is_header_name(name: &str) -> bool {
 
 fn validate_rollout(rollout: &RolloutSpec, path: &str, has_prometheus: bool, errors: &mut Errors) {
     crate::webhook::validate_webhooks(&rollout.webhooks, path, &mut errors.0);
+    validate_ab(rollout, path, errors);
     if rollout.interval < Duration::from_millis(100) {
         errors.push(
             format!("{path}.interval"),
@@ -363,6 +364,11 @@ impl RolloutSpec {
 
 fn plan_with_errors(rollout: &RolloutSpec, path: &str, errors: &mut Errors) -> Vec<Step> {
     let mut plan = Vec::new();
+    if rollout.strategy == crate::Strategy::Ab {
+        // Matching requests only, at weight 0, for `iterations` runs.
+        let iterations = rollout.iterations.unwrap_or(10);
+        return vec![Step::Weight(Weight::ZERO); iterations as usize];
+    }
     if let Some(steps) = &rollout.steps {
         for (i, step) in steps.iter().enumerate() {
             if let Some(step) = parse_step(step, &format!("{path}.steps[{i}]"), errors) {
@@ -427,6 +433,64 @@ fn plan_with_errors(rollout: &RolloutSpec, path: &str, errors: &mut Errors) -> V
         }
     }
     plan
+}
+
+fn validate_ab(rollout: &RolloutSpec, path: &str, errors: &mut Errors) {
+    let ab = rollout.strategy == crate::Strategy::Ab;
+    if !ab {
+        if !rollout.match_rules.is_empty() {
+            errors.push(
+                format!("{path}.match"),
+                "only the `ab` strategy routes by match rules",
+            );
+        }
+        if rollout.iterations.is_some() {
+            errors.push(
+                format!("{path}.iterations"),
+                "only the `ab` strategy counts iterations",
+            );
+        }
+        return;
+    }
+    if rollout.match_rules.is_empty() {
+        errors.push(
+            format!("{path}.match"),
+            "the ab strategy needs at least one rule (e.g. `- header: x-canary` with `exact: \"true\"`)",
+        );
+    }
+    if rollout.steps.is_some() || rollout.step_weights.is_some() || rollout.step_weight.is_some() {
+        errors.push(
+            format!("{path}.strategy"),
+            "ab sends matching requests only, with no weights: use `iterations`, not steps",
+        );
+    }
+    if rollout.iterations == Some(0) || rollout.iterations.is_some_and(|n| n > 10_000) {
+        errors.push(format!("{path}.iterations"), "must be 1 to 10000");
+    }
+    for (i, rule) in rollout.match_rules.iter().enumerate() {
+        let at = format!("{path}.match[{i}]");
+        match (&rule.header, &rule.cookie) {
+            (Some(h), None) if !h.is_empty() && http_token(h) => {}
+            (None, Some(c)) if !c.is_empty() => {}
+            _ => errors.push(at.clone(), "name exactly one `header` or `cookie`"),
+        }
+        if rule.exact.is_some() && rule.regex.is_some() {
+            errors.push(format!("{at}.regex"), "set `exact` or `regex`, not both");
+        }
+        if let Some(pattern) = &rule.regex {
+            if let Err(e) = regex::Regex::new(pattern) {
+                errors.push(
+                    format!("{at}.regex"),
+                    format!("{pattern:?} is not a regex: {e}"),
+                );
+            }
+        }
+    }
+}
+
+fn http_token(name: &str) -> bool {
+    name.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 fn parse_step(step: &StepSpec, path: &str, errors: &mut Errors) -> Option<Step> {

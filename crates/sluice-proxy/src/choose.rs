@@ -4,18 +4,20 @@
 //!    `always`/`true` → canary, `never`/`false` → stable (any case; other
 //!    values are ignored). `always` reaches the canary pool **even at weight
 //!    0**: that is how a canary is smoke-tested before it gets traffic.
-//! 2. weight 0 or no canary pool → stable; weight 100% → canary.
-//! 3. the sticky key (`routing.sticky` header or cookie), when the request
+//! 2. during an A/B rollout, the plan's `match` rules: a matching request
+//!    goes to the canary, any other to stable.
+//! 3. weight 0 or no canary pool → stable; weight 100% → canary.
+//! 4. the sticky key (`routing.sticky` header or cookie), when the request
 //!    has one: a stable hash of (service, key) picks a bucket in
 //!    0..10,000 and the canary gets buckets below its weight, so raising the
 //!    weight only moves users from stable to canary, never back.
-//! 4. otherwise a per-thread pseudo-random draw against the weight.
+//! 5. otherwise a per-thread pseudo-random draw against the weight.
 
 use http::header::COOKIE;
 use http::HeaderMap;
 
 use crate::rng;
-use crate::table::{ServiceRoute, Slot, StickyKey};
+use crate::table::{MatchValue, ServiceRoute, Slot, StickyKey};
 
 const BASIS_POINTS: u16 = 10_000;
 
@@ -30,6 +32,19 @@ pub(crate) fn choose_slot(route: &ServiceRoute, headers: &HeaderMap) -> Slot {
         .and_then(|name| forced(headers, name))
     {
         return slot;
+    }
+    if !route.match_rules.is_empty() {
+        let matched = route.match_rules.iter().any(|rule| {
+            let Some(value) = sticky_key(headers, &rule.key) else {
+                return false;
+            };
+            match &rule.value {
+                MatchValue::Present => true,
+                MatchValue::Exact(exact) => value == exact.as_slice(),
+                MatchValue::Regex(regex) => regex.is_match(value),
+            }
+        });
+        return if matched { Slot::Canary } else { Slot::Stable };
     }
     match route.canary_weight {
         0 => return Slot::Stable,

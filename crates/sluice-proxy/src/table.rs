@@ -44,6 +44,9 @@ pub struct ServiceRouting {
     pub canary: Option<Vec<Endpoint>>,
     /// Share of unforced traffic sent to the canary pool.
     pub canary_weight: Weight,
+    /// An A/B rollout is in progress: requests matching the plan's `match`
+    /// rules go to the canary, the others to stable, whatever the weight.
+    pub match_active: bool,
 }
 
 /// Where a sticky key is read from.
@@ -74,6 +77,20 @@ pub(crate) struct ServiceRoute {
     pub(crate) canary_weight: u16,
     pub(crate) force_header: Option<HeaderName>,
     pub(crate) sticky: Option<StickyKey>,
+    /// The A/B rules, when an A/B rollout is in progress (else empty).
+    pub(crate) match_rules: Vec<MatchRule>,
+}
+
+/// One compiled A/B rule.
+pub(crate) struct MatchRule {
+    pub(crate) key: StickyKey,
+    pub(crate) value: MatchValue,
+}
+
+pub(crate) enum MatchValue {
+    Present,
+    Exact(Vec<u8>),
+    Regex(regex::bytes::Regex),
 }
 
 /// An immutable routing snapshot.
@@ -151,13 +168,24 @@ fn build_service(
     metrics: &Arc<Metrics>,
 ) -> ServiceRoute {
     let config_canary = service.versions.canary.as_ref().map(|v| &v.endpoints);
-    let (stable, canary, weight) = match routing {
-        Some(r) => (&r.stable, r.canary.as_ref(), r.canary_weight),
+    let (stable, canary, weight, match_active) = match routing {
+        Some(r) => (
+            &r.stable,
+            r.canary.as_ref(),
+            r.canary_weight,
+            r.match_active,
+        ),
         None => (
             &service.versions.stable.endpoints,
             config_canary,
             Weight::ZERO,
+            false,
         ),
+    };
+    let match_rules = if match_active {
+        compile_rules(service)
+    } else {
+        Vec::new()
     };
     let version = |slot: Slot, endpoints: &[Endpoint]| {
         let (breakers, limits) = metrics.breakers().version(service, slot);
@@ -204,7 +232,35 @@ fn build_service(
             .as_ref()
             .and_then(|h| HeaderName::from_bytes(h.as_bytes()).ok()),
         sticky,
+        match_rules,
     }
+}
+
+/// The plan's A/B rules, compiled (config validation rejects bad ones
+/// before this; one that still fails is left out).
+fn compile_rules(service: &Service) -> Vec<MatchRule> {
+    let Some(rollout) = &service.rollout else {
+        return Vec::new();
+    };
+    rollout
+        .match_rules
+        .iter()
+        .filter_map(|rule| {
+            let key = match (&rule.header, &rule.cookie) {
+                (Some(h), _) => StickyKey::Header(HeaderName::from_bytes(h.as_bytes()).ok()?),
+                (None, Some(c)) => StickyKey::Cookie(c.clone()),
+                (None, None) => return None,
+            };
+            let value = match (&rule.exact, &rule.regex) {
+                (Some(exact), _) => MatchValue::Exact(exact.as_bytes().to_vec()),
+                (None, Some(pattern)) => {
+                    MatchValue::Regex(regex::bytes::Regex::new(&format!("^(?:{pattern})$")).ok()?)
+                }
+                (None, None) => MatchValue::Present,
+            };
+            Some(MatchRule { key, value })
+        })
+        .collect()
 }
 
 // === impl ServiceRoute ===
@@ -356,6 +412,7 @@ mod tests {
                 stable: vec!["127.0.0.1:3".into()],
                 canary: None,
                 canary_weight: Weight::FULL,
+                match_active: false,
             },
         )]);
         let table2 = RouteTable::build(&cfg, &routing, &metrics);

@@ -308,10 +308,18 @@ impl Shared {
     }
 
     fn set_routing(&self, state: &ServiceState) {
+        let ab = self
+            .config
+            .load()
+            .service(&state.service)
+            .and_then(|s| s.rollout.as_ref())
+            .is_some_and(|r| r.strategy == sluice_model::Strategy::Ab);
+        let in_progress = state.rollout.as_ref().is_some_and(|r| !r.phase.is_final());
         let routing = ServiceRouting {
             stable: state.stable.clone(),
             canary: state.canary.clone(),
             canary_weight: state.canary_weight,
+            match_active: ab && in_progress,
         };
         self.routing
             .lock()

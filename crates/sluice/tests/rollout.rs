@@ -449,3 +449,50 @@ async fn undo_after_a_promotion_serves_the_previous_revision_again() {
         "{refused:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ab_sends_only_matching_requests_to_the_canary_then_promotes() {
+    let (v1, v2) = (Upstream::start("v1").await, Upstream::start("v2").await);
+    let dir = tempfile::tempdir().unwrap();
+    let plan = r#"      strategy: ab
+      interval: 300ms
+      iterations: 3
+      min_requests: 5
+      match:
+        - { header: x-beta, exact: "yes" }
+        - { cookie: group, regex: "beta-[0-9]+" }
+      checks:
+        - { metric: success_rate, min: 95 }"#;
+    let sluice = Sluice::start(
+        dir.path(),
+        &service_config(&v1.endpoint(), &v2.endpoint(), plan),
+    );
+    let client = client();
+    let beta = [("x-beta", "yes")];
+    let cookie = [("cookie", "theme=dark; group=beta-42")];
+    let other = [("cookie", "group=beta-x")];
+    for _ in 0..20 {
+        assert_eq!(get(&client, sluice.proxy, "/", &beta).await.1, "v2");
+        assert_eq!(get(&client, sluice.proxy, "/", &cookie).await.1, "v2");
+        assert_eq!(get(&client, sluice.proxy, "/", &other).await.1, "v1");
+        assert_eq!(get(&client, sluice.proxy, "/", &[]).await.1, "v1");
+    }
+    let status = eventually(
+        Duration::from_secs(20),
+        "the A/B test to promote",
+        || async {
+            for _ in 0..10 {
+                get(&client, sluice.proxy, "/", &beta).await;
+            }
+            let status = admin_json(&client, sluice.admin, "/api/v1/rollouts/web").await;
+            (status["phase"] == "Succeeded").then_some(status)
+        },
+    )
+    .await;
+    assert_eq!(status["steps_taken"], 3, "{status}");
+    // Promoted: everyone is on v2, matching or not.
+    for _ in 0..10 {
+        assert_eq!(get(&client, sluice.proxy, "/", &[]).await.1, "v2");
+    }
+    assert!(v1.served.load(Ordering::Relaxed) >= 40);
+}

@@ -245,3 +245,22 @@ fn an_approval_step_parses_and_its_mistakes_are_named() {
         .to_string()
         .contains("set exactly one of `weight`, `pause` or `approve`"));
 }
+
+#[test]
+fn an_ab_plan_needs_rules_and_no_weights() {
+    let ab = GOOD.replace("    rollout:\n", "    rollout:\n      strategy: ab\n");
+    let errors = Config::from_yaml(&ab).unwrap_err().errors();
+    let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+    assert!(paths.contains(&"services[0].rollout.match"), "{paths:?}");
+    assert!(paths.contains(&"services[0].rollout.strategy"), "{paths:?}");
+    let bad_regex = GOOD.replace(
+        "    rollout:\n",
+        "    rollout:\n      match: [ { header: x-beta, regex: \"(\" } ]\n",
+    );
+    let errors = Config::from_yaml(&bad_regex).unwrap_err().errors();
+    assert!(
+        errors.iter().any(|e| e.path == "services[0].rollout.match"
+            && e.message == "only the `ab` strategy routes by match rules"),
+        "{errors:?}"
+    );
+}

@@ -298,6 +298,7 @@ pub fn routing(
             stable: vec![stable.to_string()],
             canary: canary.map(|c| vec![c.to_string()]),
             canary_weight: sluice_model::Weight::from_percent(percent).unwrap(),
+            match_active: false,
         },
     )])
 }
