@@ -1,8 +1,8 @@
 //! Notifications against real HTTP servers on loopback: the Slack and
 //! generic payloads as received, retries on 5xx with backoff, and a target
 //! that never answers given up on after timeout × attempts while `notify`
-//! returns at once. The notifier is not wired into the controller yet, so
-//! its module is included directly.
+//! returns at once. The module is included directly to reach what the
+//! binary does not export; `notify_e2e.rs` covers it through the binary.
 
 mod common;
 #[allow(dead_code)]
