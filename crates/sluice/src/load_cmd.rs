@@ -125,7 +125,7 @@ async fn run_once(plan: LoadPlan, output: Output) -> anyhow::Result<ExitCode> {
     let watch = handle.watch();
     let (summary, code) = tokio::select! {
         summary = handle.finish() => (summary, ExitCode::SUCCESS),
-        () = interrupted() => {
+        () = crate::server::interrupted() => {
             eprintln!("sluice load: interrupted; the counts so far:");
             (watch.summary(), ExitCode::from(130))
         }
@@ -204,7 +204,7 @@ async fn serve(listen: SocketAddr) -> anyhow::Result<ExitCode> {
     eprintln!("sluice: load server listening on http://{addr}");
     let loads: Shared = Arc::default();
     axum::serve(listener, router(loads))
-        .with_graceful_shutdown(interrupted())
+        .with_graceful_shutdown(crate::server::interrupted())
         .await
         .context("serving webhooks")?;
     eprintln!("sluice: load server stopped");
@@ -520,22 +520,6 @@ fn parse_headers(text: &str) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
         .filter(|line| !line.trim().is_empty())
         .map(parse_header)
         .collect()
-}
-
-/// Ctrl-C or SIGTERM.
-async fn interrupted() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
-    }
 }
 
 #[cfg(test)]

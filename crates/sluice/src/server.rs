@@ -145,12 +145,12 @@ pub async fn start(
         reloads: reloads.clone(),
         flags: flags.clone(),
     });
-    if flags.has_files() {
-        let stop = shutdown.subscribe();
-        tasks.push(tokio::spawn(
-            flags.clone().watch(config.flags.watch_interval, stop),
-        ));
-    }
+    // Always: a reload may name files the start-up config did not.
+    tasks.push(tokio::spawn(
+        flags
+            .clone()
+            .watch(config.flags.watch_interval, shutdown.subscribe()),
+    ));
     let stop = wait_for(shutdown.subscribe());
     tasks.push(tokio::spawn(async move {
         if let Err(e) = axum::serve(admin_socket, router)
@@ -360,6 +360,22 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
     eprintln!("sluice: shutting down, draining in-flight requests");
     running.stop().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Ctrl-C or SIGTERM (for commands that only stop on either).
+pub async fn interrupted() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
 }
 
 /// Logs to stderr; `SLUICE_LOG` (or `RUST_LOG`) sets the filter, default `info`.

@@ -92,20 +92,7 @@ impl Hook {
 }
 
 fn rolled_back() -> Decision {
-    let analysis = serde_json::from_value(json!({
-        "verdict": "fail",
-        "checks": [
-            { "name": "success_rate", "verdict": "fail", "value": 91.5, "bound": 99.0,
-              "bound_expr": "99%", "unit": "percent", "reason": "91.5% < 99%" },
-            { "name": "latency_p99", "verdict": "pass", "value": 120.0, "bound": 500.0,
-              "unit": "ms", "reason": "120ms <= 500ms" },
-        ],
-        "canary_requests": 400, "stable_requests": 3600,
-        "canary_success_rate": 91.5, "stable_success_rate": 99.9,
-        "canary_p99_ms": 120.0, "stable_p99_ms": 110.0,
-        "reason": "success_rate 91.5% below 99%",
-    }))
-    .unwrap();
+    let analysis = notify::tests::failed_analysis();
     Decision {
         service: "checkout".to_string(),
         rollout_id: 7,

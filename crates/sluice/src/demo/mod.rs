@@ -88,7 +88,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             report(&state, decisions, args.output)?;
             if !args.exit_when_done {
                 eprintln!("sluice demo: the rollout is over; still serving (Ctrl-C to stop)");
-                interrupted().await;
+                crate::server::interrupted().await;
             }
             ExitCode::SUCCESS
         }
@@ -185,24 +185,8 @@ async fn follow(running: &Running, output: Output) -> Option<ServiceState> {
                 previous = current;
             }
             changed = states.changed() => { changed.ok()?; }
-            _ = interrupted() => return None,
+            _ = crate::server::interrupted() => return None,
         }
-    }
-}
-
-/// Ctrl-C or SIGTERM: either ends the demo cleanly (its temporary store removed).
-async fn interrupted() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate => {}
     }
 }
 

@@ -210,11 +210,6 @@ impl FlagServer {
         }
     }
 
-    /// Whether any file is watched.
-    pub fn has_files(&self) -> bool {
-        !self.extra_files.is_empty() || self.inputs.try_lock().map_or(true, |i| !i.files.is_empty())
-    }
-
     /// Polls the files every `interval` until `stop` says so.
     pub async fn watch(self: Arc<Self>, interval: Duration, mut stop: watch::Receiver<bool>) {
         loop {

@@ -275,4 +275,4 @@ fn escape_label(value: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
