@@ -339,10 +339,24 @@ pub struct RolloutSpec {
     /// `ab`: the requests that go to the canary (any rule matching is enough).
     #[serde(rename = "match", default, skip_serializing_if = "Vec::is_empty")]
     pub match_rules: Vec<MatchRule>,
-    /// `ab`: analysis runs to pass before promotion (default 10).
+    /// `ab`, `blue_green`: analysis runs to pass before promotion (default 10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iterations: Option<u32>,
+    /// `blue_green`: how long the previous (blue) pool stays warm after the
+    /// switch; `rollout undo` within it switches back at once (default 10m).
+    #[serde(
+        default,
+        with = "crate::duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub scale_down_delay: Option<Duration>,
+    /// Cohort steps: the request header naming the tenant (e.g. `x-tenant`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_header: Option<String>,
 }
+
+/// How long blue-green keeps the previous pool warm when `scale_down_delay` is not set.
+pub const DEFAULT_SCALE_DOWN_DELAY: Duration = Duration::from_secs(600);
 
 /// Which judge decides an analysis run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -423,6 +437,11 @@ pub enum Strategy {
     /// A/B testing: only requests matching `match` go to the canary, for
     /// `iterations` analysis runs; then it is promoted.
     Ab,
+    /// Blue-green: the new (green) pool gets no user traffic while smoke
+    /// tests and `iterations` analysis runs judge it on test traffic (forced
+    /// header, `rollout` load hooks); then all traffic switches at once and
+    /// the previous (blue) pool stays warm for `scale_down_delay`.
+    BlueGreen,
 }
 
 /// A request the A/B strategy sends to the canary: a header or a cookie,
@@ -463,6 +482,30 @@ pub struct StepSpec {
     /// and `on_deadline: rollback|proceed` it does not wait for ever.
     #[serde(default)]
     pub approve: Option<ApproveSpec>,
+    /// A tenant cohort (with `tenant_header`): `{tenants: [acme]}`,
+    /// `{percent: 50}` (tenants by hash), both, or `all`. Cohorts add up:
+    /// a tenant once in stays in.
+    #[serde(default)]
+    pub cohort: Option<CohortSpec>,
+}
+
+/// The tenants of a cohort step.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum CohortSpec {
+    /// `all`: every request, with a tenant or not.
+    Word(String),
+    Tenants(CohortTenants),
+}
+
+/// Named tenants and/or a share of all tenants by a stable hash of the name.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CohortTenants {
+    #[serde(default)]
+    pub tenants: Vec<String>,
+    #[serde(default)]
+    pub percent: Option<f64>,
 }
 
 /// An approval step's deadline.

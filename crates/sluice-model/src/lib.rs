@@ -21,14 +21,15 @@ pub use breaker::{
 };
 pub use check::{parse_bound, Bound, BoundSpec, Metric, OnError, Provider, Unit};
 pub use config::{
-    AdminConfig, ApproveSpec, Balance, BreakersConfig, CheckSpec, Config, Endpoint, FlagsConfig,
-    Judge, Listener, NotificationConfig, PrometheusProvider, Providers, ProxyConfig, RolloutSpec,
-    RouteMatch, Routing, SequentialSpec, Service, ServiceBreaker, StepSpec, Sticky, Strategy,
-    TlsConfig, Trigger, Version, Versions,
+    AdminConfig, ApproveSpec, Balance, BreakersConfig, CheckSpec, CohortSpec, CohortTenants,
+    Config, Endpoint, FlagsConfig, Judge, Listener, NotificationConfig, PrometheusProvider,
+    Providers, ProxyConfig, RolloutSpec, RouteMatch, Routing, SequentialSpec, Service,
+    ServiceBreaker, StepSpec, Sticky, Strategy, TlsConfig, Trigger, Version, Versions,
+    DEFAULT_SCALE_DOWN_DELAY,
 };
 pub use flags::{release_plan_name, ReleasePlan, RollbackMode, VariantLabels};
 pub use notify::{NotificationKind, NotifyEvent};
 pub use time::Timestamp;
-pub use validate::{check_endpoint, ConfigError, FieldError, OnDeadline, Step};
+pub use validate::{check_endpoint, Cohort, ConfigError, FieldError, OnDeadline, Step};
 pub use webhook::{HookType, WebhookSpec};
 pub use weight::{Weight, WeightError};

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, RolloutSpec, Service, StepSpec, Version};
+use crate::config::{CohortSpec, Config, RolloutSpec, Service, StepSpec, Version};
 use crate::{duration, Weight};
 
 /// One broken rule, at one place in the config (the same type the flag
@@ -37,7 +37,7 @@ impl ConfigError {
 }
 
 /// One step of a validated plan.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Step {
     /// Send this share of traffic to the canary, then analyse for an interval.
@@ -52,6 +52,59 @@ pub enum Step {
         #[serde(default)]
         on_deadline: OnDeadline,
     },
+    /// Send this cohort of tenants to the canary (cumulative: it holds every
+    /// earlier cohort step's tenants too), then analyse for an interval.
+    Cohort(Cohort),
+}
+
+/// The tenants a cohort step sends to the canary.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cohort {
+    /// Named tenants, exactly as the tenant header carries them.
+    #[serde(default)]
+    pub tenants: Vec<String>,
+    /// Tenants whose hash bucket is below this share (as sticky routing hashes).
+    #[serde(default)]
+    pub percent: Weight,
+    /// Every request, with a tenant header or without.
+    #[serde(default)]
+    pub all: bool,
+}
+
+// === impl Cohort ===
+
+impl Cohort {
+    /// The share of traffic the canary gets, for displays and the split of
+    /// requests without a tenant: 100% for `all`, else the hashed share.
+    pub fn weight(&self) -> Weight {
+        if self.all {
+            Weight::FULL
+        } else {
+            self.percent
+        }
+    }
+}
+
+impl std::fmt::Display for Cohort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.all {
+            return f.write_str("all tenants");
+        }
+        let mut parts = Vec::new();
+        match self.tenants.len() {
+            0 => {}
+            1 => parts.push(format!("tenant {}", self.tenants[0])),
+            n if n <= 3 => parts.push(format!("tenants {}", self.tenants.join(", "))),
+            n => parts.push(format!("{n} named tenants")),
+        }
+        if self.percent > Weight::ZERO {
+            parts.push(format!("{} of tenants by hash", self.percent));
+        }
+        if parts.is_empty() {
+            return f.write_str("no tenants");
+        }
+        f.write_str(&parts.join(" and "))
+    }
 }
 
 /// What an approval step does when its deadline passes unapproved.
@@ -364,17 +417,35 @@ impl RolloutSpec {
 
 fn plan_with_errors(rollout: &RolloutSpec, path: &str, errors: &mut Errors) -> Vec<Step> {
     let mut plan = Vec::new();
-    if rollout.strategy == crate::Strategy::Ab {
-        // Matching requests only, at weight 0, for `iterations` runs.
+    if matches!(
+        rollout.strategy,
+        crate::Strategy::Ab | crate::Strategy::BlueGreen
+    ) {
+        // No user traffic by weight (A/B: matching requests only; blue-green:
+        // test traffic only) for `iterations` runs; then the switch.
         let iterations = rollout.iterations.unwrap_or(10);
         return vec![Step::Weight(Weight::ZERO); iterations as usize];
     }
     if let Some(steps) = &rollout.steps {
+        let mut cohort = Cohort::default();
         for (i, step) in steps.iter().enumerate() {
-            if let Some(step) = parse_step(step, &format!("{path}.steps[{i}]"), errors) {
+            let at = format!("{path}.steps[{i}]");
+            if let Some(spec) = &step.cohort {
+                if step.weight.is_some() || step.pause.is_some() || step.approve.is_some() {
+                    errors.push(
+                        at,
+                        "set exactly one of `weight`, `pause`, `approve` or `cohort`",
+                    );
+                } else if add_cohort(&mut cohort, spec, &format!("{at}.cohort"), errors) {
+                    plan.push(Step::Cohort(cohort.clone()));
+                }
+                continue;
+            }
+            if let Some(step) = parse_step(step, &at, errors) {
                 plan.push(step);
             }
         }
+        validate_cohort_plan(rollout, &plan, path, errors);
     } else if let Some(weights) = &rollout.step_weights {
         for (i, w) in weights.iter().enumerate() {
             match Weight::from_percent(*w) {
@@ -436,20 +507,42 @@ fn plan_with_errors(rollout: &RolloutSpec, path: &str, errors: &mut Errors) -> V
 }
 
 fn validate_ab(rollout: &RolloutSpec, path: &str, errors: &mut Errors) {
-    let ab = rollout.strategy == crate::Strategy::Ab;
-    if !ab {
-        if !rollout.match_rules.is_empty() {
-            errors.push(
-                format!("{path}.match"),
-                "only the `ab` strategy routes by match rules",
-            );
-        }
-        if rollout.iterations.is_some() {
-            errors.push(
-                format!("{path}.iterations"),
-                "only the `ab` strategy counts iterations",
-            );
-        }
+    use crate::Strategy;
+    let strategy = rollout.strategy;
+    if strategy != Strategy::Ab && !rollout.match_rules.is_empty() {
+        errors.push(
+            format!("{path}.match"),
+            "only the `ab` strategy routes by match rules",
+        );
+    }
+    let iterated = matches!(strategy, Strategy::Ab | Strategy::BlueGreen);
+    if !iterated && rollout.iterations.is_some() {
+        errors.push(
+            format!("{path}.iterations"),
+            "only the `ab` and `blue_green` strategies count iterations",
+        );
+    }
+    if strategy != Strategy::BlueGreen && rollout.scale_down_delay.is_some() {
+        errors.push(
+            format!("{path}.scale_down_delay"),
+            "only the `blue_green` strategy keeps the previous pool warm",
+        );
+    }
+    if !iterated {
+        return;
+    }
+    if rollout.steps.is_some() || rollout.step_weights.is_some() || rollout.step_weight.is_some() {
+        let why = if strategy == Strategy::Ab {
+            "ab sends matching requests only, with no weights: use `iterations`, not steps"
+        } else {
+            "blue_green switches all traffic at once, with no weights: use `iterations`, not steps"
+        };
+        errors.push(format!("{path}.strategy"), why);
+    }
+    if rollout.iterations == Some(0) || rollout.iterations.is_some_and(|n| n > 10_000) {
+        errors.push(format!("{path}.iterations"), "must be 1 to 10000");
+    }
+    if strategy != Strategy::Ab {
         return;
     }
     if rollout.match_rules.is_empty() {
@@ -457,15 +550,6 @@ fn validate_ab(rollout: &RolloutSpec, path: &str, errors: &mut Errors) {
             format!("{path}.match"),
             "the ab strategy needs at least one rule (e.g. `- header: x-canary` with `exact: \"true\"`)",
         );
-    }
-    if rollout.steps.is_some() || rollout.step_weights.is_some() || rollout.step_weight.is_some() {
-        errors.push(
-            format!("{path}.strategy"),
-            "ab sends matching requests only, with no weights: use `iterations`, not steps",
-        );
-    }
-    if rollout.iterations == Some(0) || rollout.iterations.is_some_and(|n| n > 10_000) {
-        errors.push(format!("{path}.iterations"), "must be 1 to 10000");
     }
     for (i, rule) in rollout.match_rules.iter().enumerate() {
         let at = format!("{path}.match[{i}]");
@@ -484,6 +568,91 @@ fn validate_ab(rollout: &RolloutSpec, path: &str, errors: &mut Errors) {
                     format!("{pattern:?} is not a regex: {e}"),
                 );
             }
+        }
+    }
+}
+
+/// Adds a cohort step's tenants to the cohort so far; false if the step is invalid.
+fn add_cohort(cohort: &mut Cohort, spec: &CohortSpec, path: &str, errors: &mut Errors) -> bool {
+    match spec {
+        CohortSpec::Word(word) if word == "all" => {
+            cohort.all = true;
+            true
+        }
+        CohortSpec::Word(word) => {
+            errors.push(
+                path.to_string(),
+                format!("{word:?} is not a cohort: name `tenants`, a `percent`, or `all`"),
+            );
+            false
+        }
+        CohortSpec::Tenants(named) => {
+            let before = errors.0.len();
+            if named.tenants.is_empty() && named.percent.is_none() {
+                errors.push(path.to_string(), "name `tenants`, a `percent`, or `all`");
+            }
+            for (i, tenant) in named.tenants.iter().enumerate() {
+                if tenant.trim().is_empty() || tenant.trim() != tenant {
+                    errors.push(
+                        format!("{path}.tenants[{i}]"),
+                        format!("{tenant:?} is not a tenant name (empty or padded with spaces)"),
+                    );
+                } else if !cohort.tenants.contains(tenant) {
+                    cohort.tenants.push(tenant.clone());
+                }
+            }
+            if let Some(percent) = named.percent {
+                match Weight::from_percent(percent) {
+                    Ok(w) if w < cohort.percent => errors.push(
+                        format!("{path}.percent"),
+                        format!(
+                            "{w} is below an earlier cohort's {}; cohorts only grow (abort to go back)",
+                            cohort.percent
+                        ),
+                    ),
+                    Ok(w) => cohort.percent = w,
+                    Err(e) => errors.push(format!("{path}.percent"), e.to_string()),
+                }
+            }
+            errors.0.len() == before
+        }
+    }
+}
+
+/// A plan with cohort steps: a `tenant_header`, no weight steps, the canary strategy.
+fn validate_cohort_plan(rollout: &RolloutSpec, plan: &[Step], path: &str, errors: &mut Errors) {
+    let cohorts = plan.iter().any(|s| matches!(s, Step::Cohort(_)))
+        || rollout.steps.iter().flatten().any(|s| s.cohort.is_some());
+    match (&rollout.tenant_header, cohorts) {
+        (Some(_), false) => errors.push(
+            format!("{path}.tenant_header"),
+            "only cohort steps (`- cohort: {tenants: [...]}`) read a tenant header",
+        ),
+        (None, true) => errors.push(
+            format!("{path}.tenant_header"),
+            "cohort steps need the header that names the tenant (e.g. `tenant_header: x-tenant`)",
+        ),
+        (Some(h), true) if h.is_empty() || !http_token(h) => errors.push(
+            format!("{path}.tenant_header"),
+            format!("{h:?} is not a header name"),
+        ),
+        _ => {}
+    }
+    if !cohorts {
+        return;
+    }
+    if rollout.strategy != crate::Strategy::Canary {
+        errors.push(
+            format!("{path}.strategy"),
+            "cohort steps belong to the canary strategy",
+        );
+    }
+    for (i, step) in rollout.steps.iter().flatten().enumerate() {
+        if step.weight.is_some() && step.cohort.is_none() {
+            errors.push(
+                format!("{path}.steps[{i}]"),
+                "a cohort plan moves tenants, not weights: use `cohort` (pauses and approvals may sit between)",
+            );
         }
     }
 }
@@ -523,7 +692,7 @@ fn parse_step(step: &StepSpec, path: &str, errors: &mut Errors) -> Option<Step> 
         _ => {
             errors.push(
                 path.to_string(),
-                "set exactly one of `weight`, `pause` or `approve`",
+                "set exactly one of `weight`, `pause`, `approve` or `cohort`",
             );
             None
         }

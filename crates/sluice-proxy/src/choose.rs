@@ -5,7 +5,10 @@
 //!    values are ignored). `always` reaches the canary pool **even at weight
 //!    0**: that is how a canary is smoke-tested before it gets traffic.
 //! 2. during an A/B rollout, the plan's `match` rules: a matching request
-//!    goes to the canary, any other to stable.
+//!    goes to the canary, any other to stable; during a cohort rollout, the
+//!    tenant header: a tenant of the cohort (named, or by the sticky hash
+//!    of its name below the cohort's percent) goes to the canary, any other
+//!    request (no tenant included, unless the cohort is `all`) to stable.
 //! 3. weight 0 or no canary pool → stable; weight 100% → canary.
 //! 4. the sticky key (`routing.sticky` header or cookie), when the request
 //!    has one: a stable hash of (service, key) picks a bucket in
@@ -17,7 +20,7 @@ use http::header::COOKIE;
 use http::HeaderMap;
 
 use crate::rng;
-use crate::table::{MatchValue, ServiceRoute, Slot, StickyKey};
+use crate::table::{CompiledCohort, MatchValue, ServiceRoute, Slot, StickyKey};
 
 const BASIS_POINTS: u16 = 10_000;
 
@@ -32,6 +35,13 @@ pub(crate) fn choose_slot(route: &ServiceRoute, headers: &HeaderMap) -> Slot {
         .and_then(|name| forced(headers, name))
     {
         return slot;
+    }
+    if let Some(cohort) = &route.cohort {
+        return if in_cohort(&route.name, cohort, headers) {
+            Slot::Canary
+        } else {
+            Slot::Stable
+        };
     }
     if !route.match_rules.is_empty() {
         let matched = route.match_rules.iter().any(|rule| {
@@ -64,6 +74,20 @@ pub(crate) fn choose_slot(route: &ServiceRoute, headers: &HeaderMap) -> Slot {
     } else {
         Slot::Stable
     }
+}
+
+fn in_cohort(service: &str, cohort: &CompiledCohort, headers: &HeaderMap) -> bool {
+    if cohort.all {
+        return true;
+    }
+    let Some(tenant) = headers
+        .get(&cohort.header)
+        .map(|v| v.as_bytes())
+        .filter(|v| !v.is_empty())
+    else {
+        return false;
+    };
+    cohort.tenants.contains(tenant) || sticky_bucket(service, tenant) < cohort.percent
 }
 
 fn forced(headers: &HeaderMap, name: &http::HeaderName) -> Option<Slot> {
@@ -168,6 +192,44 @@ mod tests {
             headers.insert(&name, HeaderValue::from_static(value));
             assert_eq!(forced(&headers, &name), want, "{value}");
         }
+    }
+
+    #[test]
+    fn a_cohort_takes_its_tenants_and_its_share_by_hash() {
+        let cohort = CompiledCohort {
+            header: http::HeaderName::from_static("x-tenant"),
+            tenants: [&b"acme"[..], b"globex"]
+                .map(Box::from)
+                .into_iter()
+                .collect(),
+            percent: 5_000,
+            all: false,
+        };
+        let with = |tenant: Option<&'static str>| {
+            let mut headers = HeaderMap::new();
+            if let Some(t) = tenant {
+                headers.insert("x-tenant", HeaderValue::from_static(t));
+            }
+            in_cohort("web", &cohort, &headers)
+        };
+        assert!(with(Some("acme")) && with(Some("globex")));
+        assert!(!with(None) && !with(Some("")));
+        // Tenants outside the list: exactly those hashing below 50%.
+        let names: Vec<String> = (0..2_000).map(|i| format!("tenant-{i}")).collect();
+        let mut inside = 0;
+        for name in &names {
+            let mut headers = HeaderMap::new();
+            headers.insert("x-tenant", HeaderValue::from_str(name).unwrap());
+            let want = sticky_bucket("web", name.as_bytes()) < 5_000;
+            assert_eq!(in_cohort("web", &cohort, &headers), want, "{name}");
+            inside += usize::from(want);
+        }
+        assert!((900..1_100).contains(&inside), "{inside}");
+        let all = CompiledCohort {
+            all: true,
+            ..cohort
+        };
+        assert!(in_cohort("web", &all, &HeaderMap::new()));
     }
 
     #[test]

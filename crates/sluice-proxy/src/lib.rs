@@ -39,5 +39,5 @@ pub use choose::sticky_bucket;
 pub use error::{ProxyError, Upstream, X_SLUICE_ERROR};
 pub use metrics::{ErrorKind, Metrics};
 pub use server::Proxy;
-pub use table::{RouteTable, ServiceRouting, Slot};
+pub use table::{RouteTable, ServiceRouting, Slot, TenantCohort};
 pub use tls::{tls_acceptor, TlsError};

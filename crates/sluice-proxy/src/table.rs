@@ -47,6 +47,16 @@ pub struct ServiceRouting {
     /// An A/B rollout is in progress: requests matching the plan's `match`
     /// rules go to the canary, the others to stable, whatever the weight.
     pub match_active: bool,
+    /// A cohort rollout is in progress: the tenants of this cohort (read
+    /// from `header`) go to the canary, every other request to stable.
+    pub cohort: Option<TenantCohort>,
+}
+
+/// The tenants a cohort rollout sends to the canary, and where the tenant is read.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TenantCohort {
+    pub header: String,
+    pub cohort: sluice_model::Cohort,
 }
 
 /// Where a sticky key is read from.
@@ -79,6 +89,17 @@ pub(crate) struct ServiceRoute {
     pub(crate) sticky: Option<StickyKey>,
     /// The A/B rules, when an A/B rollout is in progress (else empty).
     pub(crate) match_rules: Vec<MatchRule>,
+    /// The canary's tenants, when a cohort rollout is in progress.
+    pub(crate) cohort: Option<CompiledCohort>,
+}
+
+/// A cohort as the request path reads it.
+pub(crate) struct CompiledCohort {
+    pub(crate) header: HeaderName,
+    pub(crate) tenants: std::collections::HashSet<Box<[u8]>>,
+    /// Basis points of tenants by hash.
+    pub(crate) percent: u16,
+    pub(crate) all: bool,
 }
 
 /// One compiled A/B rule.
@@ -182,6 +203,19 @@ fn build_service(
             false,
         ),
     };
+    let cohort = routing.and_then(|r| r.cohort.as_ref()).and_then(|c| {
+        Some(CompiledCohort {
+            header: HeaderName::from_bytes(c.header.as_bytes()).ok()?,
+            tenants: c
+                .cohort
+                .tenants
+                .iter()
+                .map(|t| t.as_bytes().into())
+                .collect(),
+            percent: c.cohort.percent.basis_points(),
+            all: c.cohort.all,
+        })
+    });
     let match_rules = if match_active {
         compile_rules(service)
     } else {
@@ -233,6 +267,7 @@ fn build_service(
             .and_then(|h| HeaderName::from_bytes(h.as_bytes()).ok()),
         sticky,
         match_rules,
+        cohort,
     }
 }
 
@@ -413,6 +448,7 @@ mod tests {
                 canary: None,
                 canary_weight: Weight::FULL,
                 match_active: false,
+                cohort: None,
             },
         )]);
         let table2 = RouteTable::build(&cfg, &routing, &metrics);

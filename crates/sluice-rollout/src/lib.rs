@@ -9,7 +9,7 @@
 mod machine;
 mod state;
 
-pub use machine::{can_accept, start, step, undo, Event, RejectReason, UndoError};
+pub use machine::{can_accept, release_warm, start, step, undo, Event, RejectReason, UndoError};
 pub use state::{
-    Action, Decision, DecisionKind, Phase, Revision, Rollout, ServiceState, MAX_REVISIONS,
+    Action, Decision, DecisionKind, Phase, Revision, Rollout, ServiceState, WarmPool, MAX_REVISIONS,
 };

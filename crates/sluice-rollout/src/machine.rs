@@ -44,7 +44,9 @@
 //!   emptied and its `canary_weight` is 0.
 
 use sluice_analysis::{AnalysisRun, Verdict};
-use sluice_model::{duration, Endpoint, OnDeadline, RolloutSpec, Step, Timestamp, Weight};
+use sluice_model::{
+    duration, Endpoint, OnDeadline, RolloutSpec, Step, Timestamp, Weight, DEFAULT_SCALE_DOWN_DELAY,
+};
 
 use crate::{Action, Decision, DecisionKind, Phase, Rollout, ServiceState};
 
@@ -52,7 +54,7 @@ mod accept;
 mod undo;
 
 pub use accept::{can_accept, RejectReason};
-pub use undo::{undo, UndoError};
+pub use undo::{release_warm, undo, UndoError};
 
 /// What can happen to a rollout.
 #[derive(Clone, Debug, PartialEq)]
@@ -151,6 +153,9 @@ pub fn start(
         judge: spec.judge,
         sequential: spec.sequential.clone(),
         sequential_evidence: Default::default(),
+        keep_warm: (spec.strategy == sluice_model::Strategy::BlueGreen)
+            .then(|| spec.scale_down_delay.unwrap_or(DEFAULT_SCALE_DOWN_DELAY)),
+        tenant_header: spec.tenant_header.clone(),
     };
     enter_current_step(&mut rollout, now);
     let reason = format!(
@@ -386,6 +391,19 @@ impl Change<'_> {
         rollout.phase = Phase::Succeeded;
         rollout.next_analysis_at = None;
         rollout.canary_weight = Weight::FULL;
+        let mut reason = reason;
+        if let Some(delay) = rollout.keep_warm.filter(|d| !d.is_zero()) {
+            let previous = std::mem::take(&mut self.service.stable);
+            reason = format!(
+                "{reason}; switched all traffic at once; the previous pool ({}) stays warm for {}",
+                previous.join(", "),
+                duration::format(delay)
+            );
+            self.service.warm = Some(crate::WarmPool {
+                endpoints: previous,
+                until: self.now + delay,
+            });
+        }
         self.service.stable = rollout.canary.clone();
         let cause = format!("rollout {} promoted", rollout.id);
         self.service.push_revision(&rollout.canary, self.now, cause);
@@ -429,6 +447,7 @@ fn enter_current_step(rollout: &mut Rollout, now: Timestamp) {
     rollout.next_analysis_at = Some(now + rollout.interval);
     match rollout.current_step() {
         Some(Step::Weight(weight)) => rollout.canary_weight = *weight,
+        Some(Step::Cohort(cohort)) => rollout.canary_weight = cohort.weight(),
         Some(Step::Pause(None) | Step::Approve { .. }) => {
             rollout.phase = Phase::Paused;
             rollout.next_analysis_at = None;
@@ -488,6 +507,7 @@ fn describe_position(rollout: &Rollout) -> String {
     let weight = rollout.canary_weight;
     match rollout.current_step() {
         Some(Step::Weight(_)) => format!("step {step} of {steps}: canary weight {weight}"),
+        Some(Step::Cohort(cohort)) => format!("step {step} of {steps}: canary for {cohort}"),
         Some(Step::Pause(Some(pause))) => format!(
             "step {step} of {steps}: holding {weight} for {}",
             duration::format(*pause)

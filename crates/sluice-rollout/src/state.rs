@@ -93,6 +93,12 @@ pub struct Rollout {
     /// The sequential judge's evidence so far (over the whole rollout).
     #[serde(default)]
     pub sequential_evidence: SequentialState,
+    /// Blue-green: how long the previous pool stays warm after promotion.
+    #[serde(default, with = "sluice_model::duration::option")]
+    pub keep_warm: Option<Duration>,
+    /// Cohort plans: the header naming the tenant.
+    #[serde(default)]
+    pub tenant_header: Option<String>,
 }
 
 fn default_max_inconclusive() -> u32 {
@@ -166,6 +172,18 @@ pub struct ServiceState {
     /// in force), for `rollout undo`; the last [`MAX_REVISIONS`] are kept.
     #[serde(default)]
     pub revisions: Vec<Revision>,
+    /// Blue-green: the pool served before the last switch, kept warm (and
+    /// instantly reachable by `rollout undo`) until it is released.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warm: Option<WarmPool>,
+}
+
+/// A previous pool kept warm after a blue-green switch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WarmPool {
+    pub endpoints: Vec<Endpoint>,
+    /// When it is released (`scale_down_delay` after the switch).
+    pub until: Timestamp,
 }
 
 /// Revisions kept per service.
@@ -242,6 +260,8 @@ pub enum DecisionKind {
     Aborted,
     /// An operator switched back to an earlier revision (`rollout undo`).
     Undone,
+    /// Blue-green: the previous pool's warm time ended; it may be scaled down.
+    Released,
 }
 
 /// One recorded decision: what changed, why, and the numbers behind it.

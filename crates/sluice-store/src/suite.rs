@@ -298,6 +298,7 @@ pub fn service_state(service: &str, revision: u64, rollout: Option<Rollout>) -> 
         revision,
         config_stable: vec!["127.0.0.1:8081".to_string()],
         revisions: Vec::new(),
+        warm: None,
     }
 }
 
@@ -343,6 +344,8 @@ pub fn rollout(service: &str, id: u64) -> Rollout {
         judge: Default::default(),
         sequential: Default::default(),
         sequential_evidence: Default::default(),
+        keep_warm: None,
+        tenant_header: None,
     }
 }
 

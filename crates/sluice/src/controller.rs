@@ -15,7 +15,7 @@ use sluice_model::{
     release_plan_name, CheckSpec, Config, Endpoint, Provider, ReleasePlan, RollbackMode, Service,
     Timestamp, Trigger, Version, Versions, Weight,
 };
-use sluice_proxy::{Metrics, Proxy, RouteTable, ServiceRouting, Slot};
+use sluice_proxy::{Metrics, Proxy, RouteTable, ServiceRouting, Slot, TenantCohort};
 use sluice_rollout::{Action, Decision, Event, Phase, ServiceState};
 use sluice_store::{Store, StoreError};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -320,12 +320,31 @@ impl Shared {
             canary: state.canary.clone(),
             canary_weight: state.canary_weight,
             match_active: ab && in_progress,
+            cohort: cohort_in_force(state),
         };
         self.routing
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(state.service.clone(), routing);
     }
+}
+
+/// The tenant cohort a rollout in progress routes to the canary: its last
+/// cohort step reached so far (pauses and approvals keep it).
+fn cohort_in_force(state: &ServiceState) -> Option<TenantCohort> {
+    let rollout = state.rollout.as_ref().filter(|r| !r.phase.is_final())?;
+    let header = rollout.tenant_header.clone()?;
+    let reached = rollout.step_index.min(rollout.plan.len().saturating_sub(1));
+    rollout.plan[..=reached]
+        .iter()
+        .rev()
+        .find_map(|step| match step {
+            sluice_model::Step::Cohort(cohort) => Some(TenantCohort {
+                header: header.clone(),
+                cohort: cohort.clone(),
+            }),
+            _ => None,
+        })
 }
 
 fn prometheus_client(config: &Config) -> Result<Option<Prometheus>, ControlError> {
@@ -418,6 +437,7 @@ fn initial_state(service: &Service) -> ServiceState {
         revision: 1,
         config_stable: service.versions.stable.endpoints.clone(),
         revisions: Vec::new(),
+        warm: None,
     };
     state.push_revision(
         &service.versions.stable.endpoints,
@@ -502,10 +522,14 @@ impl ServiceTask {
                 .filter(|r| !r.phase.is_final())
                 .and_then(|r| r.next_wakeup())
                 .map(|at| hold.map_or(at, |h| h.max(at)));
-            let wake = match (wake, self.retry_start_at) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let wake = [
+                wake,
+                self.retry_start_at,
+                self.state.warm.as_ref().map(|w| w.until),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             let sleep = match wake {
                 Some(at) => {
                     let wait = at.saturating_since(Timestamp::now_system());
@@ -525,7 +549,10 @@ impl ServiceTask {
                     let retry_due = self
                         .retry_start_at
                         .is_some_and(|at| Timestamp::now_system() >= at);
-                    let result = if retry_due {
+                    let release = sluice_rollout::release_warm(&self.state, Timestamp::now_system());
+                    let result = if let Some((next, actions)) = release {
+                        self.commit(next, actions).await
+                    } else if retry_due {
                         self.retry_start_at = None;
                         let spec = self.spec.clone();
                         self.reconcile(&spec).await

@@ -46,7 +46,20 @@ pub fn status_table(statuses: &[ServiceStatus]) -> String {
             }),
         ]);
     }
-    table(&rows)
+    let mut out = table(&rows);
+    for s in statuses {
+        if let Some(warm) = &s.warm {
+            let _ = writeln!(
+                out,
+                "{}: previous pool {} warm until {} (`sluice rollout undo {}` switches back at once)",
+                s.service,
+                warm.endpoints.join(", "),
+                time(warm.until),
+                s.service
+            );
+        }
+    }
+    out
 }
 
 /// The stable pools served, oldest first; the last is in force.

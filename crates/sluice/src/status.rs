@@ -31,6 +31,9 @@ pub struct ServiceStatus {
     /// (`/history` has every one), all of them in the demo's final report.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub decisions: Vec<Decision>,
+    /// Blue-green: the previous pool, kept warm until it is released.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warm: Option<sluice_rollout::WarmPool>,
 }
 
 impl ServiceStatus {
@@ -53,6 +56,7 @@ impl ServiceStatus {
             revision: state.revision,
             last_analysis: rollout.and_then(|r| r.last_analysis.clone()),
             decisions: Vec::new(),
+            warm: state.warm.clone(),
         }
     }
 }

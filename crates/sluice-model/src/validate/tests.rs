@@ -110,7 +110,7 @@ fn step_weight_expands_up_to_max_weight() {
         .iter()
         .map(|s| match s {
             Step::Weight(w) => w.percent(),
-            Step::Pause(_) | Step::Approve { .. } => -1.0,
+            _ => -1.0,
         })
         .collect();
     assert_eq!(pct, [20.0, 40.0, 60.0]);
@@ -243,7 +243,7 @@ fn an_approval_step_parses_and_its_mistakes_are_named() {
     assert!(Config::from_yaml(&both)
         .unwrap_err()
         .to_string()
-        .contains("set exactly one of `weight`, `pause` or `approve`"));
+        .contains("set exactly one of `weight`, `pause`, `approve` or `cohort`"));
 }
 
 #[test]
@@ -263,4 +263,101 @@ fn an_ab_plan_needs_rules_and_no_weights() {
             && e.message == "only the `ab` strategy routes by match rules"),
         "{errors:?}"
     );
+}
+
+const STEPS: &str = "steps:\n        - weight: 0.1\n        - pause: 1m\n        - weight: 25\n        - pause: manual\n        - weight: 50";
+
+#[test]
+fn cohort_steps_add_up_and_need_a_tenant_header() {
+    let yaml = GOOD.replace(
+        STEPS,
+        "tenant_header: x-tenant\n      steps:\n        - cohort: { tenants: [acme] }\n        - pause: 1h\n        - cohort: { tenants: [globex, initech, acme] }\n        - cohort: { percent: 50 }\n        - cohort: all",
+    );
+    let config = Config::from_yaml(&yaml).unwrap();
+    let plan = config.services[0].rollout.as_ref().unwrap().plan();
+    let tenants = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    let half = Weight::from_percent(50.0).unwrap();
+    assert_eq!(
+        plan,
+        vec![
+            Step::Cohort(Cohort {
+                tenants: tenants(&["acme"]),
+                ..Cohort::default()
+            }),
+            Step::Pause(Some(Duration::from_secs(3600))),
+            Step::Cohort(Cohort {
+                tenants: tenants(&["acme", "globex", "initech"]),
+                ..Cohort::default()
+            }),
+            Step::Cohort(Cohort {
+                tenants: tenants(&["acme", "globex", "initech"]),
+                percent: half,
+                all: false,
+            }),
+            Step::Cohort(Cohort {
+                tenants: tenants(&["acme", "globex", "initech"]),
+                percent: half,
+                all: true,
+            }),
+        ]
+    );
+    let Step::Cohort(third) = &plan[3] else {
+        unreachable!()
+    };
+    assert_eq!(
+        third.to_string(),
+        "tenants acme, globex, initech and 50% of tenants by hash"
+    );
+    assert_eq!(third.weight(), half);
+
+    let bad = GOOD.replace(
+        STEPS,
+        "steps:\n        - cohort: { percent: 50 }\n        - cohort: { percent: 20, tenants: [\" \"] }\n        - cohort: some\n        - weight: 5\n        - cohort: {}",
+    );
+    let errors = Config::from_yaml(&bad).unwrap_err().errors();
+    let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+    for want in [
+        "services[0].rollout.steps[1].cohort.percent: 20% is below an earlier cohort's 50%",
+        "services[0].rollout.steps[1].cohort.tenants[0]: \" \" is not a tenant name",
+        "services[0].rollout.steps[2].cohort: \"some\" is not a cohort",
+        "services[0].rollout.steps[3]: a cohort plan moves tenants, not weights",
+        "services[0].rollout.steps[4].cohort: name `tenants`, a `percent`, or `all`",
+        "services[0].rollout.tenant_header: cohort steps need the header",
+    ] {
+        assert!(
+            text.iter().any(|t| t.starts_with(want)),
+            "{want}\n{text:#?}"
+        );
+    }
+}
+
+#[test]
+fn a_blue_green_plan_counts_iterations_and_keeps_blue_warm() {
+    let yaml = GOOD.replace(
+        STEPS,
+        "strategy: blue_green\n      iterations: 3\n      scale_down_delay: 2m",
+    );
+    let config = Config::from_yaml(&yaml).unwrap();
+    let rollout = config.services[0].rollout.as_ref().unwrap();
+    assert_eq!(rollout.plan(), vec![Step::Weight(Weight::ZERO); 3]);
+    assert_eq!(rollout.scale_down_delay, Some(Duration::from_secs(120)));
+
+    let with_steps = GOOD.replace(
+        "    rollout:\n",
+        "    rollout:\n      strategy: blue_green\n",
+    );
+    let errors = Config::from_yaml(&with_steps).unwrap_err().errors();
+    assert!(errors
+        .iter()
+        .any(|e| e.path == "services[0].rollout.strategy"
+            && e.message
+                .starts_with("blue_green switches all traffic at once")));
+    let misplaced = GOOD.replace(
+        "    rollout:\n",
+        "    rollout:\n      scale_down_delay: 1m\n",
+    );
+    let errors = Config::from_yaml(&misplaced).unwrap_err().errors();
+    assert!(errors
+        .iter()
+        .any(|e| e.path == "services[0].rollout.scale_down_delay"));
 }

@@ -29,6 +29,7 @@ fn service() -> ServiceState {
         revision: 0,
         config_stable: vec!["v1:80".to_string()],
         revisions: Vec::new(),
+        warm: None,
     }
 }
 
@@ -691,4 +692,47 @@ fn an_approval_gate_waits_then_rolls_back_or_proceeds_at_its_deadline() {
     assert!(decisions(&actions)[0]
         .reason
         .starts_with("no approval within 1h: proceeding"));
+}
+
+#[test]
+fn cohort_steps_set_the_weight_and_describe_their_tenants() {
+    let cohort_spec = spec(json!({
+        "interval": "1m",
+        "tenant_header": "x-tenant",
+        "steps": [
+            {"cohort": {"tenants": ["acme"]}},
+            {"cohort": {"tenants": ["globex", "initech"]}},
+            {"cohort": {"percent": 50}},
+            {"cohort": "all"}
+        ]
+    }));
+    let (mut state, actions) = start(&service(), &cohort_spec, canary(), minutes(0));
+    assert_eq!(rollout(&state).tenant_header.as_deref(), Some("x-tenant"));
+    assert_eq!(state.canary_weight, Weight::ZERO);
+    assert!(decisions(&actions)[0]
+        .reason
+        .ends_with("step 1 of 4: canary for tenant acme"));
+    let mut seen = Vec::new();
+    for m in 1..=3 {
+        let (next, actions) = step(&state, Event::Analysis(run(Verdict::Pass)), minutes(m));
+        seen.push((next.canary_weight, decisions(&actions)[0].reason.clone()));
+        state = next;
+    }
+    assert_eq!(seen[0].0, Weight::ZERO);
+    assert!(
+        seen[0]
+            .1
+            .ends_with("canary for tenants acme, globex, initech"),
+        "{}",
+        seen[0].1
+    );
+    assert_eq!(seen[1].0, pct(50.0));
+    assert!(seen[1]
+        .1
+        .ends_with("tenants acme, globex, initech and 50% of tenants by hash"));
+    assert_eq!(seen[2].0, Weight::FULL);
+    assert!(seen[2].1.ends_with("canary for all tenants"));
+    let (done, _) = step(&state, Event::Analysis(run(Verdict::Pass)), minutes(4));
+    assert_eq!(rollout(&done).phase, Phase::Succeeded);
+    assert_eq!(done.stable, canary());
 }

@@ -70,6 +70,10 @@ pub fn undo(
     }
     let target = target.clone();
     let mut next = state.clone();
+    let warm = next
+        .warm
+        .take_if(|w| w.endpoints == target.endpoints)
+        .is_some();
     next.stable = target.endpoints.clone();
     next.canary = None;
     next.canary_weight = Weight::ZERO;
@@ -86,10 +90,42 @@ pub fn undo(
         target.endpoints.join(", "),
         target.cause
     );
+    let reason = if warm {
+        format!("{reason}; it was still warm: switched at once")
+    } else {
+        reason
+    };
     let phase = rollout.phase;
     let decision = record(&mut rollout, DecisionKind::Undone, phase, reason, None, now);
     next.rollout = Some(rollout);
     Ok((next, vec![decision, Action::SetWeight(Weight::ZERO)]))
+}
+
+/// Releases a blue-green switch's previous pool once its warm time is
+/// over (None if there is none, or not yet): recorded as a decision of the
+/// rollout that switched.
+pub fn release_warm(state: &ServiceState, now: Timestamp) -> Option<(ServiceState, Vec<Action>)> {
+    let warm = state.warm.as_ref().filter(|w| now >= w.until)?;
+    let mut next = state.clone();
+    next.warm = None;
+    next.revision += 1;
+    let mut actions = Vec::new();
+    if let Some(rollout) = next.rollout.as_mut() {
+        let reason = format!(
+            "released the previous pool ({}): its warm time is over; `rollout undo` now switches to a pool sluice no longer keeps ready",
+            warm.endpoints.join(", ")
+        );
+        let phase = rollout.phase;
+        actions.push(record(
+            rollout,
+            DecisionKind::Released,
+            phase,
+            reason,
+            None,
+            now,
+        ));
+    }
+    Some((next, actions))
 }
 
 #[cfg(test)]
@@ -152,6 +188,60 @@ mod tests {
         // Undo again goes forward to v3 (the one before the newest): like kubectl.
         let (again, _) = undo(&next, None, t(101)).unwrap();
         assert_eq!(again.stable, ["v3:80"]);
+    }
+
+    #[test]
+    fn blue_green_keeps_blue_warm_undo_is_instant_and_release_is_recorded() {
+        let spec: sluice_model::RolloutSpec = serde_json::from_value(serde_json::json!({
+            "strategy": "blue_green", "iterations": 2, "interval": "1m", "scale_down_delay": "10m"
+        }))
+        .unwrap();
+        let mut state = service_state();
+        state.push_revision(&state.stable.clone(), t(0), "config".into());
+        let (started, actions) = start(&state, &spec, vec!["green:80".into()], t(0));
+        // Green gets no user traffic while it is judged.
+        assert_eq!(started.canary_weight, Weight::ZERO);
+        assert!(actions.contains(&Action::SetWeight(Weight::ZERO)));
+        assert_eq!(started.rollout.as_ref().unwrap().plan.len(), 2);
+        let (switched, _) = step(&started, Event::Promote, t(60));
+        assert_eq!(switched.stable, ["green:80"]);
+        let warm = switched.warm.clone().expect("blue stays warm");
+        assert_eq!(warm.endpoints, ["v1:80"]);
+        assert_eq!(warm.until, t(60 + 600));
+        // Nothing to release before the warm time is over.
+        assert!(release_warm(&switched, t(659)).is_none());
+
+        // Undo within it: back to blue at once; blue is no longer "warm".
+        let (undone, actions) = undo(&switched, None, t(120)).unwrap();
+        assert_eq!(undone.stable, ["v1:80"]);
+        assert_eq!(undone.warm, None);
+        let Action::Record(decision) = &actions[0] else {
+            panic!("{actions:?}")
+        };
+        assert!(
+            decision
+                .reason
+                .ends_with("it was still warm: switched at once"),
+            "{}",
+            decision.reason
+        );
+
+        // Without undo: released when the time is up, recorded on the rollout.
+        let (released, actions) = release_warm(&switched, t(660)).unwrap();
+        assert_eq!(released.warm, None);
+        assert_eq!(released.stable, ["green:80"]);
+        assert_eq!(released.revision, switched.revision + 1);
+        let Action::Record(decision) = &actions[0] else {
+            panic!("{actions:?}")
+        };
+        assert_eq!(decision.kind, DecisionKind::Released);
+        assert!(decision
+            .reason
+            .starts_with("released the previous pool (v1:80)"));
+        // A canary rollout keeps nothing warm.
+        let (canary, _) = start(&state, &plan_spec(), vec!["v2:80".into()], t(0));
+        let (promoted, _) = step(&canary, Event::Promote, t(1));
+        assert_eq!(promoted.warm, None);
     }
 
     #[test]
