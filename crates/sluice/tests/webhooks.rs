@@ -5,85 +5,12 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
-use serde_json::Value;
-
-/// A webhook receiver: answers each path with its configured status (200
-/// by default) and body, and records (path, payload) in order.
-#[derive(Clone, Default)]
-struct Receiver {
-    answers: Arc<Mutex<HashMap<String, (u16, String)>>>,
-    calls: Arc<Mutex<Vec<(String, Value)>>>,
-}
-
-impl Receiver {
-    async fn start(&self) -> SocketAddr {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let this = self.clone();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let this = this.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |request: Request<Incoming>| {
-                        let this = this.clone();
-                        async move {
-                            let path = request.uri().path().to_string();
-                            let body = request.into_body().collect().await.unwrap().to_bytes();
-                            let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                            this.calls.lock().unwrap().push((path.clone(), json));
-                            let (status, text) = this
-                                .answers
-                                .lock()
-                                .unwrap()
-                                .get(&path)
-                                .cloned()
-                                .unwrap_or((200, "ok".into()));
-                            Ok::<_, Infallible>(
-                                Response::builder()
-                                    .status(status)
-                                    .body(Full::new(bytes::Bytes::from(text)))
-                                    .unwrap(),
-                            )
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        addr
-    }
-
-    fn answer(&self, path: &str, status: u16, text: &str) {
-        self.answers
-            .lock()
-            .unwrap()
-            .insert(path.into(), (status, text.into()));
-    }
-
-    fn hooks_called(&self) -> Vec<String> {
-        self.calls
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(_, body)| body["hook"].as_str().unwrap_or("").to_string())
-            .collect()
-    }
-}
 
 fn plan(hooks: SocketAddr, names: &[&str]) -> String {
     let mut plan = String::from(
@@ -102,8 +29,8 @@ fn plan(hooks: SocketAddr, names: &[&str]) -> String {
 async fn start(
     answers: &[(&str, u16, &str)],
     plan_for: impl FnOnce(SocketAddr) -> String,
-) -> (Receiver, Upstream, Sluice, tempfile::TempDir) {
-    let receiver = Receiver::default();
+) -> (HookReceiver, Upstream, Sluice, tempfile::TempDir) {
+    let receiver = HookReceiver::default();
     let hooks = receiver.start().await;
     for (path, status, text) in answers {
         receiver.answer(path, *status, text);

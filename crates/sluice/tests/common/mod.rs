@@ -3,6 +3,7 @@
 //! loop and `eventually`. Every wait is bounded.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -505,4 +506,69 @@ pub async fn phase(client: &HttpClient, admin: SocketAddr) -> String {
         .unwrap_or("")
         .to_string()
 }
+/// A webhook receiver: answers each path with its configured status (200
+/// by default) and body, and records (path, payload) in order.
+#[derive(Clone, Default)]
+pub struct HookReceiver {
+    pub answers: Arc<Mutex<HashMap<String, (u16, String)>>>,
+    pub calls: Arc<Mutex<Vec<(String, Value)>>>,
+}
+
+impl HookReceiver {
+    pub async fn start(&self) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let this = self.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let this = this.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |request: Request<Incoming>| {
+                        let this = this.clone();
+                        async move {
+                            let path = request.uri().path().to_string();
+                            let body = request.into_body().collect().await.unwrap().to_bytes();
+                            let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                            this.calls.lock().unwrap().push((path.clone(), json));
+                            let (status, text) = this
+                                .answers
+                                .lock()
+                                .unwrap()
+                                .get(&path)
+                                .cloned()
+                                .unwrap_or((200, "ok".into()));
+                            Ok::<_, Infallible>(
+                                Response::builder()
+                                    .status(status)
+                                    .body(Full::new(bytes::Bytes::from(text)))
+                                    .unwrap(),
+                            )
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        addr
+    }
+
+    pub fn answer(&self, path: &str, status: u16, text: &str) {
+        self.answers
+            .lock()
+            .unwrap()
+            .insert(path.into(), (status, text.into()));
+    }
+
+    pub fn hooks_called(&self) -> Vec<String> {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, body)| body["hook"].as_str().unwrap_or("").to_string())
+            .collect()
+    }
+}
+
 pub mod prometheus;
