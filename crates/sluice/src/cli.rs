@@ -71,6 +71,11 @@ enum Command {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Prometheus alerting rules and Grafana dashboards for sluice's metrics.
+    Generate {
+        #[command(subcommand)]
+        command: crate::generate::GenerateCommand,
+    },
     /// Built-in load generator: send load now (`run`) or on webhook calls, like Flagger's loadtester (`serve`).
     Load {
         #[command(subcommand)]
@@ -261,6 +266,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             rt.block_on(breakers_cmd::run(command, remote))
         }
         Command::Load { command } => runtime()?.block_on(load_cmd::run(command)),
+        Command::Generate { command } => crate::generate::run(command),
     }
 }
 

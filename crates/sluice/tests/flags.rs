@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::post_json as post;
 use common::*;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
@@ -46,36 +47,6 @@ const FLAGS: &str = r#"{
     }
   }
 }"#;
-
-async fn post(
-    client: &HttpClient,
-    admin: SocketAddr,
-    path: &str,
-    body: Value,
-    headers: &[(&str, &str)],
-) -> (u16, http::HeaderMap, Value) {
-    let mut request =
-        Request::post(format!("http://{admin}{path}")).header("content-type", "application/json");
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let response = client
-        .request(
-            request
-                .body(Full::new(Bytes::from(body.to_string())))
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        headers,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
-}
 
 async fn evaluate(
     client: &HttpClient,

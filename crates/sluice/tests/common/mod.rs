@@ -365,6 +365,37 @@ pub async fn admin_post(
     (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
 }
 
+/// POSTs a JSON body to the admin listener: status, headers and the JSON answer.
+pub async fn post_json(
+    client: &HttpClient,
+    admin: SocketAddr,
+    path: &str,
+    body: Value,
+    headers: &[(&str, &str)],
+) -> (u16, http::HeaderMap, Value) {
+    let mut request =
+        Request::post(format!("http://{admin}{path}")).header("content-type", "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = client
+        .request(
+            request
+                .body(Full::new(Bytes::from(body.to_string())))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        headers,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
 /// Polls `check` every 100 ms until it returns Some, or panics after `limit` with `what`.
 pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
 where
