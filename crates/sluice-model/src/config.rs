@@ -339,9 +339,13 @@ pub struct RolloutSpec {
     /// `ab`: the requests that go to the canary (any rule matching is enough).
     #[serde(rename = "match", default, skip_serializing_if = "Vec::is_empty")]
     pub match_rules: Vec<MatchRule>,
-    /// `ab`: analysis runs to pass before promotion (default 10).
+    /// `ab`, `shadow`: analysis runs to pass before promotion (default 10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iterations: Option<u32>,
+    /// `shadow` (and strategies that mirror): requests copied to the canary
+    /// while the client gets stable's answer; defaults apply when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<crate::mirror::MirrorSpec>,
 }
 
 /// Which judge decides an analysis run.
@@ -423,6 +427,30 @@ pub enum Strategy {
     /// A/B testing: only requests matching `match` go to the canary, for
     /// `iterations` analysis runs; then it is promoted.
     Ab,
+    /// Shadow traffic: a share of requests is mirrored to the canary (the
+    /// client gets stable's answer), each pair is compared, for `iterations`
+    /// analysis runs; then it is promoted.
+    Shadow,
+}
+
+// === impl Strategy ===
+
+impl Strategy {
+    /// Whether the plan is `iterations` analysis runs at weight 0.
+    pub fn counts_iterations(self) -> bool {
+        match self {
+            Strategy::Canary => false,
+            Strategy::Ab | Strategy::Shadow => true,
+        }
+    }
+
+    /// Whether `mirror` may be set (copies of requests go to the canary).
+    pub fn mirrors(self) -> bool {
+        match self {
+            Strategy::Canary | Strategy::Ab => false,
+            Strategy::Shadow => true,
+        }
+    }
 }
 
 /// A request the A/B strategy sends to the canary: a header or a cookie,

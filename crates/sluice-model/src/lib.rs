@@ -9,6 +9,7 @@ pub mod check;
 pub mod config;
 pub mod duration;
 pub mod flags;
+pub mod mirror;
 pub mod notify;
 mod time;
 mod validate;
@@ -27,6 +28,7 @@ pub use config::{
     TlsConfig, Trigger, Version, Versions,
 };
 pub use flags::{release_plan_name, ReleasePlan, RollbackMode, VariantLabels};
+pub use mirror::{CompareSpec, MirrorSpec};
 pub use notify::{NotificationKind, NotifyEvent};
 pub use time::Timestamp;
 pub use validate::{check_endpoint, ConfigError, FieldError, OnDeadline, Step};

@@ -261,7 +261,7 @@ pub fn check_endpoint(endpoint: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn is_header_name(name: &str) -> bool {
+pub(crate) fn is_header_name(name: &str) -> bool {
     !name.is_empty()
         && name
             .bytes()
@@ -364,8 +364,8 @@ impl RolloutSpec {
 
 fn plan_with_errors(rollout: &RolloutSpec, path: &str, errors: &mut Errors) -> Vec<Step> {
     let mut plan = Vec::new();
-    if rollout.strategy == crate::Strategy::Ab {
-        // Matching requests only, at weight 0, for `iterations` runs.
+    if rollout.strategy.counts_iterations() {
+        // Matching (ab) or mirrored (shadow) requests only, at weight 0, for `iterations` runs.
         let iterations = rollout.iterations.unwrap_or(10);
         return vec![Step::Weight(Weight::ZERO); iterations as usize];
     }
@@ -436,20 +436,37 @@ fn plan_with_errors(rollout: &RolloutSpec, path: &str, errors: &mut Errors) -> V
 }
 
 fn validate_ab(rollout: &RolloutSpec, path: &str, errors: &mut Errors) {
-    let ab = rollout.strategy == crate::Strategy::Ab;
-    if !ab {
-        if !rollout.match_rules.is_empty() {
-            errors.push(
-                format!("{path}.match"),
-                "only the `ab` strategy routes by match rules",
-            );
-        }
+    let strategy = rollout.strategy;
+    crate::mirror::validate_mirror(rollout, path, &mut errors.0);
+    if strategy != crate::Strategy::Ab && !rollout.match_rules.is_empty() {
+        errors.push(
+            format!("{path}.match"),
+            "only the `ab` strategy routes by match rules",
+        );
+    }
+    if !strategy.counts_iterations() {
         if rollout.iterations.is_some() {
             errors.push(
                 format!("{path}.iterations"),
-                "only the `ab` strategy counts iterations",
+                "only the `ab` and `shadow` strategies count iterations",
             );
         }
+        return;
+    }
+    if rollout.iterations == Some(0) || rollout.iterations.is_some_and(|n| n > 10_000) {
+        errors.push(format!("{path}.iterations"), "must be 1 to 10000");
+    }
+    if rollout.steps.is_some() || rollout.step_weights.is_some() || rollout.step_weight.is_some() {
+        let what = match strategy {
+            crate::Strategy::Ab => "ab sends matching requests only",
+            _ => "shadow mirrors requests and answers from stable",
+        };
+        errors.push(
+            format!("{path}.strategy"),
+            format!("{what}, with no weights: use `iterations`, not steps"),
+        );
+    }
+    if strategy != crate::Strategy::Ab {
         return;
     }
     if rollout.match_rules.is_empty() {
@@ -457,15 +474,6 @@ fn validate_ab(rollout: &RolloutSpec, path: &str, errors: &mut Errors) {
             format!("{path}.match"),
             "the ab strategy needs at least one rule (e.g. `- header: x-canary` with `exact: \"true\"`)",
         );
-    }
-    if rollout.steps.is_some() || rollout.step_weights.is_some() || rollout.step_weight.is_some() {
-        errors.push(
-            format!("{path}.strategy"),
-            "ab sends matching requests only, with no weights: use `iterations`, not steps",
-        );
-    }
-    if rollout.iterations == Some(0) || rollout.iterations.is_some_and(|n| n > 10_000) {
-        errors.push(format!("{path}.iterations"), "must be 1 to 10000");
     }
     for (i, rule) in rollout.match_rules.iter().enumerate() {
         let at = format!("{path}.match[{i}]");
