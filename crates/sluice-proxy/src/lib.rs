@@ -24,6 +24,7 @@ mod error;
 mod forward;
 mod headers;
 mod metrics;
+mod mirror;
 mod pool;
 mod rng;
 mod server;
@@ -38,6 +39,7 @@ pub use breakers::{
 pub use choose::sticky_bucket;
 pub use error::{ProxyError, Upstream, X_SLUICE_ERROR};
 pub use metrics::{ErrorKind, Metrics};
+pub use mirror::X_SLUICE_MIRROR;
 pub use server::Proxy;
 pub use table::{RouteTable, ServiceRouting, Slot};
 pub use tls::{tls_acceptor, TlsError};

@@ -12,6 +12,7 @@ use sluice_model::{Config, Endpoint, Service, Weight};
 use crate::balance::{EndpointState, Pool};
 use crate::breakers::{VersionBreakers, VersionLimits};
 use crate::metrics::{Metrics, VersionMetrics};
+use crate::mirror::MirrorRoute;
 
 /// A version slot of a service.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -47,6 +48,10 @@ pub struct ServiceRouting {
     /// An A/B rollout is in progress: requests matching the plan's `match`
     /// rules go to the canary, the others to stable, whatever the weight.
     pub match_active: bool,
+    /// A mirroring rollout is in progress (`shadow`): a share of the requests
+    /// that go to stable is copied to the canary, per the plan's `mirror`
+    /// (its defaults when absent).
+    pub mirror_active: bool,
 }
 
 /// Where a sticky key is read from.
@@ -79,6 +84,8 @@ pub(crate) struct ServiceRoute {
     pub(crate) sticky: Option<StickyKey>,
     /// The A/B rules, when an A/B rollout is in progress (else empty).
     pub(crate) match_rules: Vec<MatchRule>,
+    /// Mirroring to the canary, when a mirroring rollout is in progress.
+    pub(crate) mirror: Option<MirrorRoute>,
 }
 
 /// One compiled A/B rule.
@@ -168,20 +175,30 @@ fn build_service(
     metrics: &Arc<Metrics>,
 ) -> ServiceRoute {
     let config_canary = service.versions.canary.as_ref().map(|v| &v.endpoints);
-    let (stable, canary, weight, match_active) = match routing {
+    let (stable, canary, weight, match_active, mirror_active) = match routing {
         Some(r) => (
             &r.stable,
             r.canary.as_ref(),
             r.canary_weight,
             r.match_active,
+            r.mirror_active,
         ),
         None => (
             &service.versions.stable.endpoints,
             config_canary,
             Weight::ZERO,
             false,
+            false,
         ),
     };
+    let mirror = (mirror_active && canary.is_some()).then(|| {
+        let spec = service
+            .rollout
+            .as_ref()
+            .and_then(|r| r.mirror.clone())
+            .unwrap_or_default();
+        MirrorRoute::new(&spec, metrics.mirror(&service.name))
+    });
     let match_rules = if match_active {
         compile_rules(service)
     } else {
@@ -233,6 +250,7 @@ fn build_service(
             .and_then(|h| HeaderName::from_bytes(h.as_bytes()).ok()),
         sticky,
         match_rules,
+        mirror,
     }
 }
 
@@ -413,6 +431,7 @@ mod tests {
                 canary: None,
                 canary_weight: Weight::FULL,
                 match_active: false,
+                mirror_active: false,
             },
         )]);
         let table2 = RouteTable::build(&cfg, &routing, &metrics);
