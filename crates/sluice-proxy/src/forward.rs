@@ -158,9 +158,12 @@ pub(crate) async fn handle(
             Err(_elapsed) => return overflow_response(route, version, Overflow::Pending),
         }
     }
-    // Mirrored (to the canary, on its own task) only when going to stable.
+    // Mirrored (to the canary, on its own task) only when going to stable;
+    // a tunnel is not a request that can be answered twice.
     let (body, mirror) = match (version.slot, &route.mirror, &route.canary) {
-        (Slot::Stable, Some(mirror), Some(canary)) => mirror.start(&parts, body, canary, upstreams),
+        (Slot::Stable, Some(mirror), Some(canary)) if parts.method != Method::CONNECT => {
+            mirror.start(&parts, body, canary, upstreams)
+        }
         _ => (RequestBody::Client(body), None),
     };
     let sent = upstreams
