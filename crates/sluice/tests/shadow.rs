@@ -19,13 +19,14 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 
-/// A shadow plan that stays in progress for the whole test (100 runs).
+/// A shadow plan that stays in progress for the whole test (100 runs); a run
+/// is judged on at least 50 pairs, so one in four is 25% within a few points.
 fn long_plan(extra: &str) -> String {
     format!(
         "      strategy: shadow
       interval: 1s
       iterations: 100
-      min_requests: 20
+      min_requests: 50
 {extra}      checks:
         - metric: mirror_mismatch_rate
           max: 50
@@ -216,7 +217,9 @@ async fn the_mismatch_rate_is_the_share_the_canary_was_made_to_fail() {
     promtool_check_metrics(&text);
 }
 
-/// A shadow rollout gated on `mirror_mismatch_rate max: 5`, under load, to its end.
+/// A shadow rollout gated on `mirror_mismatch_rate max: 5`, under load, to
+/// its end. Two failed runs roll back, so one run where a busy machine made
+/// a few canary answers late (default `latency_factor`) cannot.
 async fn gated_rollout(
     canary_fail_every: u64,
 ) -> (
@@ -234,7 +237,7 @@ async fn gated_rollout(
     let plan = "      strategy: shadow
       interval: 500ms
       iterations: 3
-      threshold: 1
+      threshold: 2
       min_requests: 5
       checks:
         - metric: mirror_mismatch_rate
