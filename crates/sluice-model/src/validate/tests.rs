@@ -336,3 +336,19 @@ fn mirror_defaults_are_documented_values() {
     assert_eq!(off.compare.latency_factor, None);
     assert!(serde_yaml_ng::from_str::<crate::MirrorSpec>("percnt: 5").is_err());
 }
+
+#[test]
+fn a_flag_release_plan_cannot_match_or_mirror() {
+    let yaml = "flags:
+  release_plans:
+    main-builder:
+      plan: { strategy: shadow, iterations: 3 }
+";
+    let errors = Config::from_yaml(yaml).unwrap_err().errors();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.path == "flags.release_plans.main-builder.plan.strategy"),
+        "{errors:?}"
+    );
+}
