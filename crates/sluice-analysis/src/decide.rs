@@ -91,6 +91,8 @@ mod tests {
             errors,
             latency,
             breaker_trips: 0,
+            mirror_compared: 0,
+            mirror_mismatches: 0,
         }
     }
 

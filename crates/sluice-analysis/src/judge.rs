@@ -142,6 +142,7 @@ fn builtin_value(metric: Metric, percentile: Option<f64>, version: &VersionWindo
         Metric::Latency => version.latency_percentile_ms(percentile.unwrap_or(99.0)),
         Metric::MeanLatency => version.latency.mean().map(|d| d.as_secs_f64() * 1000.0),
         Metric::BreakerTrips => Some(version.breaker_trips as f64),
+        Metric::MirrorMismatchRate => version.mirror_mismatch_rate(),
     }
 }
 
@@ -335,6 +336,11 @@ fn counts(check: &CheckSpec, window: &Window) -> String {
                 canary.requests
             )
         }
+        Some(Metric::MirrorMismatchRate) => format!(
+            " ({} of {} mirrored pairs differed)",
+            canary.mirror_mismatches.min(canary.mirror_compared),
+            canary.mirror_compared
+        ),
         Some(_) if check.provider() == Provider::Builtin => {
             format!(" ({} canary requests)", canary.requests)
         }

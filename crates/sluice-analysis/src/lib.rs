@@ -29,6 +29,12 @@ pub struct VersionWindow {
     /// Times a circuit breaker of the version opened.
     #[serde(default)]
     pub breaker_trips: u64,
+    /// Mirrored (stable, canary) answer pairs compared (`shadow`; canary only).
+    #[serde(default)]
+    pub mirror_compared: u64,
+    /// Of those, the pairs whose answers differed.
+    #[serde(default)]
+    pub mirror_mismatches: u64,
 }
 
 // === impl VersionWindow ===
@@ -43,6 +49,10 @@ impl VersionWindow {
             errors: self.errors.saturating_sub(earlier.errors),
             latency: self.latency.saturating_sub(&earlier.latency),
             breaker_trips: self.breaker_trips.saturating_sub(earlier.breaker_trips),
+            mirror_compared: self.mirror_compared.saturating_sub(earlier.mirror_compared),
+            mirror_mismatches: self
+                .mirror_mismatches
+                .saturating_sub(earlier.mirror_mismatches),
         }
     }
 
@@ -53,6 +63,15 @@ impl VersionWindow {
         }
         let errors = self.errors.min(self.requests);
         Some(100.0 * (self.requests - errors) as f64 / self.requests as f64)
+    }
+
+    /// Share of compared mirror pairs that differed, in percent; None without pairs.
+    pub fn mirror_mismatch_rate(&self) -> Option<f64> {
+        if self.mirror_compared == 0 {
+            return None;
+        }
+        let mismatches = self.mirror_mismatches.min(self.mirror_compared);
+        Some(100.0 * mismatches as f64 / self.mirror_compared as f64)
     }
 
     /// A latency percentile (`99.0` is p99) in milliseconds; None without samples.

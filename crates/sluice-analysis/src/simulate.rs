@@ -369,6 +369,8 @@ fn run_one(
                     errors,
                     latency: canary.latencies(&mut latency_rng, requests),
                     breaker_trips: 0,
+                    mirror_compared: 0,
+                    mirror_mismatches: 0,
                 },
             };
             match state.observe(&config.sequential, &batch).verdict {

@@ -19,7 +19,8 @@ pub struct CheckSpec {
     /// Shown in decisions; defaults to the metric (`success_rate`, `latency_p99`); required for queries.
     #[serde(default)]
     pub name: Option<String>,
-    /// A builtin metric (`success_rate`, `error_rate`, `latency`, `mean_latency`); not with `query`.
+    /// A builtin metric (`success_rate`, `error_rate`, `latency`, `mean_latency`,
+    /// `breaker_trips`, `mirror_mismatch_rate`); not with `query`.
     #[serde(default)]
     pub metric: Option<Metric>,
     /// Where the value comes from: `builtin` (default), or `prometheus` (implied by `query`).
@@ -67,6 +68,9 @@ pub enum Metric {
     MeanLatency,
     /// Times the version's circuit breakers opened (any partition) in the window.
     BreakerTrips,
+    /// Percent of the mirrored pairs compared in the window whose answers
+    /// differed (`shadow`); the canary's alone (stable has none).
+    MirrorMismatchRate,
 }
 
 /// Where a check's values come from.
@@ -195,6 +199,7 @@ impl CheckSpec {
             Some(Metric::ErrorRate) => "error_rate".to_string(),
             Some(Metric::MeanLatency) => "mean_latency".to_string(),
             Some(Metric::BreakerTrips) => "breaker_trips".to_string(),
+            Some(Metric::MirrorMismatchRate) => "mirror_mismatch_rate".to_string(),
             Some(Metric::Latency) => {
                 format!("latency_p{}", trim_float(self.percentile.unwrap_or(99.0)))
             }
@@ -204,7 +209,9 @@ impl CheckSpec {
 
     pub fn unit(&self) -> Unit {
         match self.metric {
-            Some(Metric::SuccessRate | Metric::ErrorRate) => Unit::Percent,
+            Some(Metric::SuccessRate | Metric::ErrorRate | Metric::MirrorMismatchRate) => {
+                Unit::Percent
+            }
             Some(Metric::Latency | Metric::MeanLatency) => Unit::Millis,
             Some(Metric::BreakerTrips) | None => Unit::Value,
         }

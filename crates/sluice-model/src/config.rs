@@ -339,7 +339,7 @@ pub struct RolloutSpec {
     /// `ab`: the requests that go to the canary (any rule matching is enough).
     #[serde(rename = "match", default, skip_serializing_if = "Vec::is_empty")]
     pub match_rules: Vec<MatchRule>,
-    /// `ab`, `blue_green`: analysis runs to pass before promotion (default 10).
+    /// `ab`, `blue_green`, `shadow`: analysis runs to pass before promotion (default 10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iterations: Option<u32>,
     /// `blue_green`: how long the previous (blue) pool stays warm after the
@@ -353,6 +353,10 @@ pub struct RolloutSpec {
     /// Cohort steps: the request header naming the tenant (e.g. `x-tenant`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant_header: Option<String>,
+    /// `shadow` (and strategies that mirror): requests copied to the canary
+    /// while the client gets stable's answer; defaults apply when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<crate::mirror::MirrorSpec>,
 }
 
 /// How long blue-green keeps the previous pool warm when `scale_down_delay` is not set.
@@ -442,6 +446,30 @@ pub enum Strategy {
     /// header, `rollout` load hooks); then all traffic switches at once and
     /// the previous (blue) pool stays warm for `scale_down_delay`.
     BlueGreen,
+    /// Shadow traffic: a share of requests is mirrored to the canary (the
+    /// client gets stable's answer), each pair is compared, for `iterations`
+    /// analysis runs; then it is promoted.
+    Shadow,
+}
+
+// === impl Strategy ===
+
+impl Strategy {
+    /// Whether the plan is `iterations` analysis runs at weight 0.
+    pub fn counts_iterations(self) -> bool {
+        match self {
+            Strategy::Canary => false,
+            Strategy::Ab | Strategy::Shadow | Strategy::BlueGreen => true,
+        }
+    }
+
+    /// Whether `mirror` may be set (copies of requests go to the canary).
+    pub fn mirrors(self) -> bool {
+        match self {
+            Strategy::Canary | Strategy::Ab => false,
+            Strategy::Shadow | Strategy::BlueGreen => true,
+        }
+    }
 }
 
 /// A request the A/B strategy sends to the canary: a header or a cookie,

@@ -124,6 +124,12 @@ impl FlagsConfig {
         for (key, release) in &self.release_plans {
             let path = format!("flags.release_plans.{key}");
             validate_rollout(&release.plan, &format!("{path}.plan"));
+            if release.plan.strategy != crate::Strategy::Canary {
+                errors.push(FieldError {
+                    path: format!("{path}.plan.strategy"),
+                    message: "a release plan ramps the flag's percentage: only `canary` applies (no requests to match or mirror)".into(),
+                });
+            }
             if release.plan.judge != Judge::Threshold {
                 errors.push(FieldError {
                     path: format!("{path}.plan.judge"),

@@ -9,6 +9,7 @@ pub mod check;
 pub mod config;
 pub mod duration;
 pub mod flags;
+pub mod mirror;
 pub mod notify;
 mod time;
 mod validate;
@@ -28,6 +29,7 @@ pub use config::{
     DEFAULT_SCALE_DOWN_DELAY,
 };
 pub use flags::{release_plan_name, ReleasePlan, RollbackMode, VariantLabels};
+pub use mirror::{CompareSpec, MirrorSpec};
 pub use notify::{NotificationKind, NotifyEvent};
 pub use time::Timestamp;
 pub use validate::{check_endpoint, Cohort, ConfigError, FieldError, OnDeadline, Step};

@@ -314,7 +314,7 @@ pub fn check_endpoint(endpoint: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn is_header_name(name: &str) -> bool {
+pub(crate) fn is_header_name(name: &str) -> bool {
     !name.is_empty()
         && name
             .bytes()
@@ -417,12 +417,9 @@ impl RolloutSpec {
 
 fn plan_with_errors(rollout: &RolloutSpec, path: &str, errors: &mut Errors) -> Vec<Step> {
     let mut plan = Vec::new();
-    if matches!(
-        rollout.strategy,
-        crate::Strategy::Ab | crate::Strategy::BlueGreen
-    ) {
-        // No user traffic by weight (A/B: matching requests only; blue-green:
-        // test traffic only) for `iterations` runs; then the switch.
+    if rollout.strategy.counts_iterations() {
+        // No user traffic by weight (ab: matching requests only; shadow:
+        // mirrored copies; blue_green: test traffic) for `iterations` runs.
         let iterations = rollout.iterations.unwrap_or(10);
         return vec![Step::Weight(Weight::ZERO); iterations as usize];
     }
@@ -507,42 +504,44 @@ fn plan_with_errors(rollout: &RolloutSpec, path: &str, errors: &mut Errors) -> V
 }
 
 fn validate_ab(rollout: &RolloutSpec, path: &str, errors: &mut Errors) {
-    use crate::Strategy;
     let strategy = rollout.strategy;
-    if strategy != Strategy::Ab && !rollout.match_rules.is_empty() {
+    crate::mirror::validate_mirror(rollout, path, &mut errors.0);
+    if strategy != crate::Strategy::Ab && !rollout.match_rules.is_empty() {
         errors.push(
             format!("{path}.match"),
             "only the `ab` strategy routes by match rules",
         );
     }
-    let iterated = matches!(strategy, Strategy::Ab | Strategy::BlueGreen);
-    if !iterated && rollout.iterations.is_some() {
-        errors.push(
-            format!("{path}.iterations"),
-            "only the `ab` and `blue_green` strategies count iterations",
-        );
-    }
-    if strategy != Strategy::BlueGreen && rollout.scale_down_delay.is_some() {
+    if strategy != crate::Strategy::BlueGreen && rollout.scale_down_delay.is_some() {
         errors.push(
             format!("{path}.scale_down_delay"),
             "only the `blue_green` strategy keeps the previous pool warm",
         );
     }
-    if !iterated {
+    if !strategy.counts_iterations() {
+        if rollout.iterations.is_some() {
+            errors.push(
+                format!("{path}.iterations"),
+                "only the `ab`, `blue_green` and `shadow` strategies count iterations",
+            );
+        }
         return;
-    }
-    if rollout.steps.is_some() || rollout.step_weights.is_some() || rollout.step_weight.is_some() {
-        let why = if strategy == Strategy::Ab {
-            "ab sends matching requests only, with no weights: use `iterations`, not steps"
-        } else {
-            "blue_green switches all traffic at once, with no weights: use `iterations`, not steps"
-        };
-        errors.push(format!("{path}.strategy"), why);
     }
     if rollout.iterations == Some(0) || rollout.iterations.is_some_and(|n| n > 10_000) {
         errors.push(format!("{path}.iterations"), "must be 1 to 10000");
     }
-    if strategy != Strategy::Ab {
+    if rollout.steps.is_some() || rollout.step_weights.is_some() || rollout.step_weight.is_some() {
+        let what = match strategy {
+            crate::Strategy::Ab => "ab sends matching requests only",
+            crate::Strategy::BlueGreen => "blue_green switches all traffic at once",
+            _ => "shadow mirrors requests and answers from stable",
+        };
+        errors.push(
+            format!("{path}.strategy"),
+            format!("{what}, with no weights: use `iterations`, not steps"),
+        );
+    }
+    if strategy != crate::Strategy::Ab {
         return;
     }
     if rollout.match_rules.is_empty() {

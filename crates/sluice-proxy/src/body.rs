@@ -20,6 +20,7 @@ use crate::balance::EndpointState;
 use crate::breakers::Capture;
 use crate::breakers::{ConnectionSlot, RequestSlot};
 use crate::metrics::VersionMetrics;
+use crate::mirror::tee::{RequestTee, ResponseTee};
 use crate::pool::Lease;
 
 /// A response body from the proxy.
@@ -36,6 +37,8 @@ enum Inner {
         finished: bool,
         /// A copy for the stale-data fallback, while it fits (boxed: rare).
         capture: Option<Box<Capture>>,
+        /// Stable's answer for a mirror comparing bodies (boxed: rare).
+        mirror: Option<Box<ResponseTee>>,
     },
     Local(Option<Bytes>),
 }
@@ -48,6 +51,7 @@ impl ProxyBody {
         in_flight: InFlight,
         lease: Lease,
         capture: Option<Box<Capture>>,
+        mirror: Option<Box<ResponseTee>>,
     ) -> ProxyBody {
         ProxyBody {
             inner: Inner::Upstream {
@@ -56,6 +60,7 @@ impl ProxyBody {
                 lease: Some(lease),
                 finished: false,
                 capture,
+                mirror,
             },
         }
     }
@@ -82,6 +87,7 @@ impl Body for ProxyBody {
                 body,
                 finished,
                 capture,
+                mirror,
                 ..
             } => {
                 let frame = Pin::new(&mut *body).poll_frame(cx);
@@ -91,19 +97,33 @@ impl Body for ProxyBody {
                         if let Some(capture) = capture.take() {
                             capture.finish();
                         }
+                        if let Some(mut mirror) = mirror.take() {
+                            mirror.finish();
+                        }
                     }
                     Poll::Ready(Some(Ok(frame))) => {
-                        if let (Some(capture), Some(data)) = (capture.as_mut(), frame.data_ref()) {
-                            capture.push(data);
+                        if let Some(data) = frame.data_ref() {
+                            if let Some(capture) = capture.as_mut() {
+                                capture.push(data);
+                            }
+                            if let Some(mirror) = mirror.as_mut() {
+                                mirror.push(data);
+                            }
                         }
                         // Servers stop polling a body that says it has ended.
                         if body.is_end_stream() {
                             if let Some(capture) = capture.take() {
                                 capture.finish();
                             }
+                            if let Some(mut mirror) = mirror.take() {
+                                mirror.finish();
+                            }
                         }
                     }
-                    Poll::Ready(Some(Err(_))) => *capture = None,
+                    Poll::Ready(Some(Err(_))) => {
+                        *capture = None;
+                        *mirror = None;
+                    }
                     Poll::Pending => {}
                 }
                 frame
@@ -153,6 +173,75 @@ impl std::fmt::Debug for ProxyBody {
         match &self.inner {
             Inner::Upstream { .. } => f.write_str("ProxyBody::Upstream"),
             Inner::Local(_) => f.write_str("ProxyBody::Local"),
+        }
+    }
+}
+
+/// A request body on its way to an upstream.
+pub(crate) enum RequestBody {
+    /// The client's, streamed through.
+    Client(Incoming),
+    /// The client's, streamed through and copied for a mirror (boxed: rare).
+    Tee {
+        body: Incoming,
+        tee: Option<Box<RequestTee>>,
+    },
+    /// A complete copy (a mirror's); None when empty or sent.
+    Buffered(Option<Bytes>),
+}
+
+// === impl RequestBody ===
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            RequestBody::Client(body) => Pin::new(body).poll_frame(cx),
+            RequestBody::Tee { body, tee } => {
+                let frame = Pin::new(&mut *body).poll_frame(cx);
+                match &frame {
+                    Poll::Ready(None) => {
+                        if let Some(mut tee) = tee.take() {
+                            tee.finish();
+                        }
+                    }
+                    Poll::Ready(Some(Ok(frame))) => {
+                        if let (Some(tee), Some(data)) = (tee.as_mut(), frame.data_ref()) {
+                            tee.push(data);
+                        }
+                        if body.is_end_stream() {
+                            if let Some(mut tee) = tee.take() {
+                                tee.finish();
+                            }
+                        }
+                    }
+                    Poll::Ready(Some(Err(_))) => *tee = None,
+                    Poll::Pending => {}
+                }
+                frame
+            }
+            RequestBody::Buffered(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RequestBody::Client(body) | RequestBody::Tee { body, .. } => body.is_end_stream(),
+            RequestBody::Buffered(bytes) => bytes.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            RequestBody::Client(body) | RequestBody::Tee { body, .. } => body.size_hint(),
+            RequestBody::Buffered(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
         }
     }
 }

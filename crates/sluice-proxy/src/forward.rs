@@ -2,7 +2,8 @@
 //! rewrite it for the upstream (origin-form `/path?query` URI, HTTP/1.1,
 //! client's host kept, else the endpoint's, hop-by-hop headers out,
 //! forwarding headers in), send it on a pooled connection with the body
-//! streamed, and count the outcome for the version.
+//! streamed, and count the outcome for the version. A request to stable may
+//! also be mirrored to the canary (module `mirror`), never waited for.
 
 use std::time::{Duration, Instant};
 
@@ -16,20 +17,20 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use sluice_breaker::Outcome;
 
-use crate::body::{InFlight, ProxyBody};
+use crate::body::{InFlight, ProxyBody, RequestBody};
 use crate::breakers::{Admit, BreakerCell, CompiledPolicy, Overflow, StaleCache};
 use crate::choose::choose_slot;
 use crate::error::{ProxyError, Upstream};
 use crate::headers::{add_forwarding, strip_hop_by_hop, ClientInfo};
 use crate::metrics::ErrorKind;
 use crate::pool::Connector;
-use crate::table::{host_without_port, RouteTable, ServiceRoute, VersionRoute};
+use crate::table::{host_without_port, RouteTable, ServiceRoute, Slot, VersionRoute};
 
 /// The pooled HTTP/1.1 connections to upstreams and their time limits.
 pub(crate) struct Upstreams {
-    connector: Connector,
+    pub(crate) connector: Connector,
     connect_timeout: Duration,
-    upstream_timeout: Duration,
+    pub(crate) upstream_timeout: Duration,
 }
 
 // === impl Upstreams ===
@@ -157,6 +158,14 @@ pub(crate) async fn handle(
             Err(_elapsed) => return overflow_response(route, version, Overflow::Pending),
         }
     }
+    // Mirrored (to the canary, on its own task) only when going to stable;
+    // a tunnel is not a request that can be answered twice.
+    let (body, mirror) = match (version.slot, &route.mirror, &route.canary) {
+        (Slot::Stable, Some(mirror), Some(canary)) if parts.method != Method::CONNECT => {
+            mirror.start(&parts, body, canary, upstreams)
+        }
+        _ => (RequestBody::Client(body), None),
+    };
     let sent = upstreams
         .connector
         .send(endpoint, Request::from_parts(parts, body));
@@ -172,6 +181,7 @@ pub(crate) async fn handle(
             }
             let (mut parts, body) = response.into_parts();
             strip_hop_by_hop(&mut parts.headers);
+            let mirror = mirror.and_then(|m| m.answered(status, elapsed, &parts.headers));
             let capture = match (
                 stale_key,
                 version.breakers.as_ref().and_then(|b| b.stale.as_ref()),
@@ -183,7 +193,7 @@ pub(crate) async fn handle(
             };
             return Response::from_parts(
                 parts,
-                ProxyBody::upstream(body, in_flight, lease, capture),
+                ProxyBody::upstream(body, in_flight, lease, capture, mirror),
             );
         }
         Ok(Err(error)) => ProxyError::from_client(

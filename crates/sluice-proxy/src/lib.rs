@@ -1,7 +1,9 @@
 //! sluice's data plane: an HTTP reverse proxy (hyper) that matches each
 //! request to a service, picks a version (stable or canary) by forced header,
 //! sticky hash or weighted draw, balances over that version's endpoints,
-//! forwards with streaming bodies, and counts what each version did.
+//! forwards with streaming bodies, and counts what each version did. While
+//! a shadow rollout runs, it also mirrors a share of stable's requests to the
+//! canary and compares the answers (module `mirror`), never in the client's way.
 //!
 //! The request path takes no lock but each endpoint's idle-connection
 //! stack's (held for one push or pop): the routing snapshot is read through
@@ -24,6 +26,7 @@ mod error;
 mod forward;
 mod headers;
 mod metrics;
+mod mirror;
 mod pool;
 mod rng;
 mod server;
@@ -38,6 +41,7 @@ pub use breakers::{
 pub use choose::sticky_bucket;
 pub use error::{ProxyError, Upstream, X_SLUICE_ERROR};
 pub use metrics::{ErrorKind, Metrics};
+pub use mirror::X_SLUICE_MIRROR;
 pub use server::Proxy;
 pub use table::{RouteTable, ServiceRouting, Slot, TenantCohort};
 pub use tls::{tls_acceptor, TlsError};

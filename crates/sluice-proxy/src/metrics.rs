@@ -20,6 +20,7 @@ use sluice_analysis::{Histogram, VersionWindow};
 
 use crate::balance::EndpointState;
 use crate::breakers::Breakers;
+use crate::mirror::counters::MirrorCounters;
 use crate::table::Slot;
 
 /// Why a request failed because of its upstream (the only failures that count
@@ -116,6 +117,8 @@ impl VersionMetrics {
             errors: self.errors.iter().map(|c| c.load(Relaxed)).sum(),
             latency: Histogram::from_counts(self.latency_counts()),
             breaker_trips: 0,
+            mirror_compared: 0,
+            mirror_mismatches: 0,
         }
     }
 }
@@ -129,6 +132,8 @@ pub struct Metrics {
     /// Endpoint state by address, so least-request in-flight counts survive
     /// table rebuilds. Weak: an endpoint no table uses any more is dropped.
     endpoints: Mutex<HashMap<String, Weak<EndpointState>>>,
+    /// Mirroring counters by service, created when a service first mirrors.
+    mirrors: Mutex<BTreeMap<String, Arc<MirrorCounters>>>,
 }
 
 // === impl Metrics ===
@@ -139,6 +144,7 @@ impl Metrics {
             versions: Mutex::new(BTreeMap::new()),
             breakers: Breakers::new(),
             endpoints: Mutex::new(HashMap::new()),
+            mirrors: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -150,6 +156,13 @@ impl Metrics {
             .entry((service.to_string(), slot))
             .or_insert_with(|| Arc::new(VersionMetrics::new()))
             .clone()
+    }
+
+    /// The mirroring counters of a service, created on first use. Called
+    /// when a table is built, never per request.
+    pub(crate) fn mirror(&self, service: &str) -> Arc<MirrorCounters> {
+        let mut mirrors = self.mirrors.lock().unwrap_or_else(PoisonError::into_inner);
+        mirrors.entry(service.to_string()).or_default().clone()
     }
 
     /// The state of the endpoint at `address`, shared with any live table.
@@ -188,6 +201,12 @@ impl Metrics {
                 .unwrap_or_default()
         };
         window.breaker_trips = self.breakers.trips(service, slot);
+        if slot == Slot::Canary {
+            let mirrors = self.mirrors.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(counters) = mirrors.get(service) {
+                (window.mirror_compared, window.mirror_mismatches) = counters.compared();
+            }
+        }
         window
     }
 
@@ -272,6 +291,13 @@ impl Metrics {
             );
         }
         self.breakers.render_prometheus(out);
+        let mirrors: Vec<(String, Arc<MirrorCounters>)> = {
+            let map = self.mirrors.lock().unwrap_or_else(PoisonError::into_inner);
+            map.iter()
+                .map(|(service, c)| (format!("service=\"{}\"", escape_label(service)), c.clone()))
+                .collect()
+        };
+        crate::mirror::counters::render(out, &mirrors);
     }
 }
 

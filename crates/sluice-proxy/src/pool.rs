@@ -29,8 +29,9 @@ use sluice_model::ProxyConfig;
 use tokio::net::TcpStream;
 
 use crate::balance::EndpointState;
+use crate::body::RequestBody;
 
-type Sender = http1::SendRequest<Incoming>;
+type Sender = http1::SendRequest<RequestBody>;
 
 /// Why a request could not be sent upstream or got no response head.
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +46,7 @@ pub(crate) enum SendError {
 }
 
 /// The connect, reuse and idle limits for all upstream endpoints.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Connector {
     connect_timeout: Duration,
     idle_timeout: Duration,
@@ -88,7 +89,7 @@ impl Connector {
     pub(crate) async fn send(
         &self,
         endpoint: &Arc<EndpointState>,
-        request: Request<Incoming>,
+        request: Request<RequestBody>,
     ) -> Result<(Response<Incoming>, Lease), SendError> {
         let (mut sender, reused) = match endpoint.idle.pop(self.idle_timeout) {
             Some(sender) => (sender, true),
@@ -322,7 +323,10 @@ mod tests {
                     (endpoint.clone(), connector.clone(), held.clone());
                 async move {
                     let hold = request.uri().path() == "/hold";
-                    let (response, lease) = connector.send(&endpoint, request).await.unwrap();
+                    let (response, lease) = connector
+                        .send(&endpoint, request.map(RequestBody::Client))
+                        .await
+                        .unwrap();
                     if hold {
                         // Pooled while its response body is still coming:
                         // the connection cannot carry another request yet.

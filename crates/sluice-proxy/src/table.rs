@@ -12,6 +12,7 @@ use sluice_model::{Config, Endpoint, Service, Weight};
 use crate::balance::{EndpointState, Pool};
 use crate::breakers::{VersionBreakers, VersionLimits};
 use crate::metrics::{Metrics, VersionMetrics};
+use crate::mirror::MirrorRoute;
 
 /// A version slot of a service.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -47,6 +48,10 @@ pub struct ServiceRouting {
     /// An A/B rollout is in progress: requests matching the plan's `match`
     /// rules go to the canary, the others to stable, whatever the weight.
     pub match_active: bool,
+    /// A mirroring rollout is in progress (`shadow`): a share of the requests
+    /// that go to stable is copied to the canary, per the plan's `mirror`
+    /// (its defaults when absent).
+    pub mirror_active: bool,
     /// A cohort rollout is in progress: the tenants of this cohort (read
     /// from `header`) go to the canary, every other request to stable.
     pub cohort: Option<TenantCohort>,
@@ -89,6 +94,8 @@ pub(crate) struct ServiceRoute {
     pub(crate) sticky: Option<StickyKey>,
     /// The A/B rules, when an A/B rollout is in progress (else empty).
     pub(crate) match_rules: Vec<MatchRule>,
+    /// Mirroring to the canary, when a mirroring rollout is in progress.
+    pub(crate) mirror: Option<MirrorRoute>,
     /// The canary's tenants, when a cohort rollout is in progress.
     pub(crate) cohort: Option<CompiledCohort>,
 }
@@ -189,17 +196,19 @@ fn build_service(
     metrics: &Arc<Metrics>,
 ) -> ServiceRoute {
     let config_canary = service.versions.canary.as_ref().map(|v| &v.endpoints);
-    let (stable, canary, weight, match_active) = match routing {
+    let (stable, canary, weight, match_active, mirror_active) = match routing {
         Some(r) => (
             &r.stable,
             r.canary.as_ref(),
             r.canary_weight,
             r.match_active,
+            r.mirror_active,
         ),
         None => (
             &service.versions.stable.endpoints,
             config_canary,
             Weight::ZERO,
+            false,
             false,
         ),
     };
@@ -215,6 +224,14 @@ fn build_service(
             percent: c.cohort.percent.basis_points(),
             all: c.cohort.all,
         })
+    });
+    let mirror = (mirror_active && canary.is_some()).then(|| {
+        let spec = service
+            .rollout
+            .as_ref()
+            .and_then(|r| r.mirror.clone())
+            .unwrap_or_default();
+        MirrorRoute::new(&spec, metrics.mirror(&service.name))
     });
     let match_rules = if match_active {
         compile_rules(service)
@@ -268,6 +285,7 @@ fn build_service(
         sticky,
         match_rules,
         cohort,
+        mirror,
     }
 }
 
@@ -449,6 +467,7 @@ mod tests {
                 canary_weight: Weight::FULL,
                 match_active: false,
                 cohort: None,
+                mirror_active: false,
             },
         )]);
         let table2 = RouteTable::build(&cfg, &routing, &metrics);

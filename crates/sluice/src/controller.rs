@@ -308,19 +308,25 @@ impl Shared {
     }
 
     fn set_routing(&self, state: &ServiceState) {
-        let ab = self
-            .config
-            .load()
+        let config = self.config.load();
+        let spec = config
             .service(&state.service)
-            .and_then(|s| s.rollout.as_ref())
-            .is_some_and(|r| r.strategy == sluice_model::Strategy::Ab);
+            .and_then(|s| s.rollout.as_ref());
+        let ab = spec.is_some_and(|r| r.strategy == sluice_model::Strategy::Ab);
+        // A strategy that mirrors (shadow), or any plan with `mirror`.
+        let mirrors = spec.is_some_and(|r| r.strategy.mirrors() || r.mirror.is_some());
         let in_progress = state.rollout.as_ref().is_some_and(|r| !r.phase.is_final());
+        let rolling_back = state
+            .rollout
+            .as_ref()
+            .is_some_and(|r| r.phase == Phase::RollingBack);
         let routing = ServiceRouting {
             stable: state.stable.clone(),
             canary: state.canary.clone(),
             canary_weight: state.canary_weight,
             match_active: ab && in_progress,
             cohort: cohort_in_force(state),
+            mirror_active: mirrors && in_progress && !rolling_back,
         };
         self.routing
             .lock()

@@ -33,6 +33,8 @@ fn version(requests: u64, errors: u64, latency_ms: u64) -> VersionWindow {
         errors,
         latency,
         breaker_trips: 0,
+        mirror_compared: 0,
+        mirror_mismatches: 0,
     }
 }
 
@@ -464,5 +466,36 @@ fn a_breaker_trip_on_the_canary_fails_a_no_trips_check() {
             .starts_with("breaker_trips 1 is above the maximum 0"),
         "{}",
         tripped.reason
+    );
+}
+
+#[test]
+fn the_mirror_mismatch_rate_is_judged_on_compared_pairs_only() {
+    let mut few_mismatches = CheckSpec::builtin_min(Metric::MirrorMismatchRate, 0.0);
+    few_mismatches.min = None;
+    few_mismatches.max = Some(BoundSpec::Number(5.0));
+    let mut window = canary(500, 0, 5);
+    let nothing_compared = analyse(std::slice::from_ref(&few_mismatches), 20, &window);
+    assert_eq!(nothing_compared.verdict, Verdict::Inconclusive);
+    window.canary.mirror_compared = 200;
+    window.canary.mirror_mismatches = 4;
+    let matching = analyse(std::slice::from_ref(&few_mismatches), 20, &window);
+    assert_eq!(matching.verdict, Verdict::Pass, "{}", matching.reason);
+    window.canary.mirror_mismatches = 50;
+    let differing = analyse(&[few_mismatches], 20, &window);
+    assert_eq!(differing.verdict, Verdict::Fail);
+    assert!(
+        differing
+            .reason
+            .starts_with("mirror_mismatch_rate 25% is above the maximum 5%"),
+        "{}",
+        differing.reason
+    );
+    assert!(
+        differing
+            .reason
+            .contains("50 of 200 mirrored pairs differed"),
+        "{}",
+        differing.reason
     );
 }

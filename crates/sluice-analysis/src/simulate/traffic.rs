@@ -265,6 +265,8 @@ impl VersionTraffic {
             errors: rng.binomial(requests, error_rate),
             latency: Histogram::from_counts(counts),
             breaker_trips: 0,
+            mirror_compared: 0,
+            mirror_mismatches: 0,
         }
     }
 

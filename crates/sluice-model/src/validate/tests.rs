@@ -361,3 +361,91 @@ fn a_blue_green_plan_counts_iterations_and_keeps_blue_warm() {
         .iter()
         .any(|e| e.path == "services[0].rollout.scale_down_delay"));
 }
+
+#[test]
+fn a_shadow_plan_runs_iterations_and_its_mirror_is_checked() {
+    let shadow = GOOD
+        .replace(
+            "      steps:\n        - weight: 0.1\n        - pause: 1m\n        - weight: 25\n        - pause: manual\n        - weight: 50\n",
+            "",
+        )
+        .replace(
+            "    rollout:\n",
+            "    rollout:\n      strategy: shadow\n      iterations: 3\n",
+        );
+    let config = Config::from_yaml(&shadow).unwrap();
+    let rollout = config.services[0].rollout.as_ref().unwrap();
+    assert_eq!(rollout.plan(), vec![Step::Weight(Weight::ZERO); 3]);
+    assert_eq!(rollout.mirror, None);
+
+    let bad = shadow.replace(
+        "      iterations: 3\n",
+        "      iterations: 3\n      mirror:\n        percent: 0\n        max_in_flight: 0\n        compare: { latency_factor: 0.5, ignore_headers: [\"a b\"], ignore_fields: [\"meta..id\"] }\n",
+    );
+    let errors = Config::from_yaml(&bad).unwrap_err().errors();
+    let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+    for path in [
+        "services[0].rollout.mirror.percent",
+        "services[0].rollout.mirror.max_in_flight",
+        "services[0].rollout.mirror.compare.latency_factor",
+        "services[0].rollout.mirror.compare.ignore_headers[0]",
+        "services[0].rollout.mirror.compare.ignore_fields[0]",
+        "services[0].rollout.mirror.compare.ignore_fields",
+    ] {
+        assert!(paths.contains(&path), "{path} not in {paths:?}");
+    }
+
+    // A canary plan may neither mirror nor gate on mirror mismatches.
+    let canary = GOOD.replace(
+        "      checks:\n",
+        "      mirror: { percent: 50 }\n      checks:\n        - { metric: mirror_mismatch_rate, max: stable * 2 }\n",
+    );
+    let errors = Config::from_yaml(&canary).unwrap_err().errors();
+    let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+    for path in [
+        "services[0].rollout.mirror",
+        "services[0].rollout.checks[0].metric",
+        "services[0].rollout.checks[0].max",
+    ] {
+        assert!(paths.contains(&path), "{path} not in {paths:?}");
+    }
+    let steps = shadow.replace("      iterations: 3\n", "      step_weights: [5]\n");
+    let errors = Config::from_yaml(&steps).unwrap_err().errors();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.path == "services[0].rollout.strategy"
+                && e.message.starts_with("shadow mirrors requests")),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn mirror_defaults_are_documented_values() {
+    let mirror: crate::MirrorSpec = serde_yaml_ng::from_str("compare: { body: true }").unwrap();
+    assert_eq!(mirror.percent, 100.0);
+    assert_eq!(mirror.max_in_flight, 64);
+    assert_eq!(mirror.max_body_bytes, 1024 * 1024);
+    assert_eq!(mirror.compare.latency_factor, Some(2.0));
+    assert!(mirror.compare.ignore_headers.contains(&"date".to_string()));
+    let off: crate::MirrorSpec =
+        serde_yaml_ng::from_str("compare: { latency_factor: null }").unwrap();
+    assert_eq!(off.compare.latency_factor, None);
+    assert!(serde_yaml_ng::from_str::<crate::MirrorSpec>("percnt: 5").is_err());
+}
+
+#[test]
+fn a_flag_release_plan_cannot_match_or_mirror() {
+    let yaml = "flags:
+  release_plans:
+    main-builder:
+      plan: { strategy: shadow, iterations: 3 }
+";
+    let errors = Config::from_yaml(yaml).unwrap_err().errors();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.path == "flags.release_plans.main-builder.plan.strategy"),
+        "{errors:?}"
+    );
+}

@@ -300,6 +300,7 @@ pub fn routing(
             canary_weight: sluice_model::Weight::from_percent(percent).unwrap(),
             match_active: false,
             cohort: None,
+            mirror_active: false,
         },
     )])
 }
