@@ -12,6 +12,7 @@ pub use crate::breaker::{BreakersConfig, ServiceBreaker};
 pub use crate::check::CheckSpec;
 pub use crate::flags::FlagsConfig;
 pub use crate::notify::NotificationConfig;
+pub use crate::rolling::{Amount, HealthCheckSpec, StatusRange};
 
 /// The whole config file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -342,6 +343,26 @@ pub struct RolloutSpec {
     /// `ab`: analysis runs to pass before promotion (default 10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iterations: Option<u32>,
+    /// `rolling`: endpoints that may serve above the new pool's size while
+    /// it replaces the old one: a count or a percentage of the new pool
+    /// (rounded up); default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_surge: Option<Amount>,
+    /// `rolling`: endpoints that may be missing below the new pool's size: a
+    /// count or a percentage of the new pool (rounded down); default 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_unavailable: Option<Amount>,
+    /// `rolling`, `recreate`: the probe that admits each new endpoint (and
+    /// rolls back when one turns unhealthy); without it endpoints are admitted at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheckSpec>,
+    /// `recreate`: the `Retry-After` sent with the 503 while no pool serves (default 5s).
+    #[serde(
+        default,
+        with = "crate::duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub retry_after: Option<Duration>,
 }
 
 /// Which judge decides an analysis run.
@@ -423,6 +444,12 @@ pub enum Strategy {
     /// A/B testing: only requests matching `match` go to the canary, for
     /// `iterations` analysis runs; then it is promoted.
     Ab,
+    /// The new pool replaces the old one a few endpoints at a time
+    /// (`max_surge`, `max_unavailable`), each admitted once its health check passes.
+    Rolling,
+    /// The whole old pool out, then the whole new pool in; requests in
+    /// between get a 503 with `Retry-After`.
+    Recreate,
 }
 
 /// A request the A/B strategy sends to the canary: a header or a cookie,

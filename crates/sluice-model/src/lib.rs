@@ -10,6 +10,7 @@ pub mod config;
 pub mod duration;
 pub mod flags;
 pub mod notify;
+pub mod rolling;
 mod time;
 mod validate;
 pub mod webhook;
@@ -21,10 +22,10 @@ pub use breaker::{
 };
 pub use check::{parse_bound, Bound, BoundSpec, Metric, OnError, Provider, Unit};
 pub use config::{
-    AdminConfig, ApproveSpec, Balance, BreakersConfig, CheckSpec, Config, Endpoint, FlagsConfig,
-    Judge, Listener, NotificationConfig, PrometheusProvider, Providers, ProxyConfig, RolloutSpec,
-    RouteMatch, Routing, SequentialSpec, Service, ServiceBreaker, StepSpec, Sticky, Strategy,
-    TlsConfig, Trigger, Version, Versions,
+    AdminConfig, Amount, ApproveSpec, Balance, BreakersConfig, CheckSpec, Config, Endpoint,
+    FlagsConfig, HealthCheckSpec, Judge, Listener, NotificationConfig, PrometheusProvider,
+    Providers, ProxyConfig, RolloutSpec, RouteMatch, Routing, SequentialSpec, Service,
+    ServiceBreaker, StatusRange, StepSpec, Sticky, Strategy, TlsConfig, Trigger, Version, Versions,
 };
 pub use flags::{release_plan_name, ReleasePlan, RollbackMode, VariantLabels};
 pub use notify::{NotificationKind, NotifyEvent};

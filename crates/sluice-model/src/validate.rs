@@ -271,6 +271,7 @@ fn is_header_name(name: &str) -> bool {
 fn validate_rollout(rollout: &RolloutSpec, path: &str, has_prometheus: bool, errors: &mut Errors) {
     crate::webhook::validate_webhooks(&rollout.webhooks, path, &mut errors.0);
     validate_ab(rollout, path, errors);
+    crate::rolling::validate(rollout, path, &mut errors.0);
     if rollout.interval < Duration::from_millis(100) {
         errors.push(
             format!("{path}.interval"),
@@ -368,6 +369,10 @@ fn plan_with_errors(rollout: &RolloutSpec, path: &str, errors: &mut Errors) -> V
         // Matching requests only, at weight 0, for `iterations` runs.
         let iterations = rollout.iterations.unwrap_or(10);
         return vec![Step::Weight(Weight::ZERO); iterations as usize];
+    }
+    if rollout.replaces_pools() {
+        // Made from the pools' sizes when the rollout starts (`sluice_rollout::start`).
+        return plan;
     }
     if let Some(steps) = &rollout.steps {
         for (i, step) in steps.iter().enumerate() {
