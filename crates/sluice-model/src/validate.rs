@@ -52,6 +52,12 @@ pub enum Step {
         #[serde(default)]
         on_deadline: OnDeadline,
     },
+    /// Pool replacement (`rolling`, `recreate`): the first `new` endpoints of
+    /// the new pool (the canary slot) and the first `old` of the old pool
+    /// (the stable slot) serve, split by count. With `new` above 0 it is
+    /// analysed like a weight step; with none it ends as soon as the next
+    /// endpoints are admitted (a `Tick`).
+    Replace { new: usize, old: usize },
 }
 
 /// What an approval step does when its deadline passes unapproved.

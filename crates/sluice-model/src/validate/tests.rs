@@ -110,7 +110,7 @@ fn step_weight_expands_up_to_max_weight() {
         .iter()
         .map(|s| match s {
             Step::Weight(w) => w.percent(),
-            Step::Pause(_) | Step::Approve { .. } => -1.0,
+            Step::Pause(_) | Step::Approve { .. } | Step::Replace { .. } => -1.0,
         })
         .collect();
     assert_eq!(pct, [20.0, 40.0, 60.0]);
