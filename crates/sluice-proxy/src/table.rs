@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::HeaderName;
 use sluice_model::{Config, Endpoint, Service, Weight};
@@ -47,6 +48,9 @@ pub struct ServiceRouting {
     /// An A/B rollout is in progress: requests matching the plan's `match`
     /// rules go to the canary, the others to stable, whatever the weight.
     pub match_active: bool,
+    /// No pool serves (recreate's gap): every request is answered 503 at
+    /// once, with this as `Retry-After`.
+    pub unavailable: Option<Duration>,
 }
 
 /// Where a sticky key is read from.
@@ -79,6 +83,8 @@ pub(crate) struct ServiceRoute {
     pub(crate) sticky: Option<StickyKey>,
     /// The A/B rules, when an A/B rollout is in progress (else empty).
     pub(crate) match_rules: Vec<MatchRule>,
+    /// Recreate's gap: answer 503 with this `Retry-After` (whole seconds).
+    pub(crate) unavailable: Option<u64>,
 }
 
 /// One compiled A/B rule.
@@ -233,6 +239,9 @@ fn build_service(
             .and_then(|h| HeaderName::from_bytes(h.as_bytes()).ok()),
         sticky,
         match_rules,
+        unavailable: routing
+            .and_then(|r| r.unavailable)
+            .map(|d| d.as_millis().div_ceil(1000).max(1) as u64),
     }
 }
 
@@ -413,6 +422,7 @@ mod tests {
                 canary: None,
                 canary_weight: Weight::FULL,
                 match_active: false,
+                unavailable: None,
             },
         )]);
         let table2 = RouteTable::build(&cfg, &routing, &metrics);

@@ -320,6 +320,7 @@ impl Shared {
             canary: state.canary.clone(),
             canary_weight: state.canary_weight,
             match_active: ab && in_progress,
+            unavailable: None,
         };
         self.routing
             .lock()

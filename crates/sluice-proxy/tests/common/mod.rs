@@ -299,6 +299,7 @@ pub fn routing(
             canary: canary.map(|c| vec![c.to_string()]),
             canary_weight: sluice_model::Weight::from_percent(percent).unwrap(),
             match_active: false,
+            unavailable: None,
         },
     )])
 }
