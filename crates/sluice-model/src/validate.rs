@@ -152,6 +152,12 @@ impl Config {
         let mut rollout_errors = Errors::default();
         self.flags.validate(
             &mut |rollout, path| {
+                if rollout.replaces_pools() {
+                    rollout_errors.push(
+                        format!("{path}.strategy"),
+                        "a release plan ramps a flag's percentage; rolling and recreate replace endpoint pools",
+                    );
+                }
                 validate_rollout(rollout, path, has_prometheus, &mut rollout_errors)
             },
             &mut flag_errors,

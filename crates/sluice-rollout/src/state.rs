@@ -109,7 +109,9 @@ impl Rollout {
 
     /// Whether an analysis run is due: progressing and its time has come.
     pub fn analysis_due(&self, now: Timestamp) -> bool {
-        self.phase == Phase::Progressing && self.next_analysis_at.is_some_and(|due| now >= due)
+        self.phase == Phase::Progressing
+            && !self.waits_for_admission()
+            && self.next_analysis_at.is_some_and(|due| now >= due)
     }
 
     /// When the current timed pause ends (None unless the current step is a timed pause).

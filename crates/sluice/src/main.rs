@@ -9,6 +9,7 @@ mod controller;
 mod demo;
 mod flags;
 mod flags_cmd;
+mod health;
 mod hooks;
 mod load_cmd;
 mod notify;

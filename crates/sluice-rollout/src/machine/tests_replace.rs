@@ -106,3 +106,20 @@ fn replace_steps_survive_a_store_round_trip() {
     let back: ServiceState = serde_json::from_str(&text).unwrap();
     assert_eq!(back, state);
 }
+
+#[test]
+fn pausing_while_waiting_for_admission_resumes_waiting() {
+    let rolling = spec(json!({"strategy": "rolling", "interval": "1m"}));
+    let (state, _) = start(&three_old(), &rolling, three_new(), t(0));
+    let (paused, _) = step(&state, Event::Pause, t(1));
+    assert_eq!(paused.rollout.as_ref().unwrap().next_wakeup(), None);
+    let (state, _) = step(&paused, Event::Resume, t(2));
+    let rollout = state.rollout.as_ref().unwrap();
+    assert!(rollout.waits_for_admission());
+    assert!(
+        !rollout.analysis_due(t(300)),
+        "the first step is never analysed"
+    );
+    let (state, _) = step(&state, Event::Tick, t(300));
+    assert_eq!(pools(&state), Some((1, 2)));
+}

@@ -1,0 +1,307 @@
+//! The pool-replacing strategies in the shell: which endpoints serve at a
+//! `rolling` or `recreate` step (the routing the controller publishes), and
+//! the active health checks of the new pool that admit its endpoints and
+//! roll the rollout back when one turns unhealthy. Not for deciding the
+//! steps: those come from `sluice_rollout` (`replace_steps`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Empty;
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+use sluice_model::{Endpoint, HealthCheckSpec, RolloutSpec};
+use sluice_proxy::ServiceRouting;
+use sluice_rollout::{Event, ServiceState};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::controller::{Reply, Request};
+
+/// The health of one endpoint as its probes found it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Health {
+    /// Not yet enough probes in a row either way.
+    Unknown,
+    Healthy,
+    /// The last failing probe's result.
+    Unhealthy(String),
+}
+
+/// Every probed endpoint's health, by service (for `/metrics`).
+#[derive(Default)]
+pub struct HealthBoard {
+    services: Mutex<HashMap<String, Arc<Mutex<Vec<(Endpoint, Health)>>>>>,
+}
+
+// === impl HealthBoard ===
+
+impl HealthBoard {
+    /// `(service, endpoint, healthy)` for every endpoint probed now.
+    pub fn snapshot(&self) -> Vec<(String, Endpoint, bool)> {
+        let services = self.services.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<_> = services
+            .iter()
+            .flat_map(|(service, endpoints)| {
+                let endpoints = endpoints.lock().unwrap_or_else(|e| e.into_inner());
+                endpoints
+                    .iter()
+                    .map(|(endpoint, health)| {
+                        (
+                            service.clone(),
+                            endpoint.clone(),
+                            *health == Health::Healthy,
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+/// Where a rollout's probes report an endpoint that turned unhealthy: the
+/// service task's request queue (weak, so that it does not keep the task alive).
+pub type Rejections = mpsc::WeakSender<(Request, Reply)>;
+
+/// The probes of one rollout's new pool; they stop when this is dropped.
+pub struct Probes {
+    /// Which rollout and pool they probe.
+    pub rollout_id: u64,
+    pub endpoints: Vec<Endpoint>,
+    pub spec: HealthCheckSpec,
+    health: Arc<Mutex<Vec<(Endpoint, Health)>>>,
+    tasks: Vec<JoinHandle<()>>,
+    board: Arc<HealthBoard>,
+    service: String,
+}
+
+// === impl Probes ===
+
+impl Probes {
+    /// Starts probing every endpoint of `endpoints` now and every `spec.interval`.
+    pub fn start(
+        service: &str,
+        rollout_id: u64,
+        endpoints: &[Endpoint],
+        spec: &HealthCheckSpec,
+        board: Arc<HealthBoard>,
+        rejections: Rejections,
+    ) -> Probes {
+        let health = Arc::new(Mutex::new(
+            endpoints
+                .iter()
+                .map(|e| (e.clone(), Health::Unknown))
+                .collect::<Vec<_>>(),
+        ));
+        board
+            .services
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(service.to_string(), health.clone());
+        let client: Client<HttpConnector, Empty<Bytes>> =
+            Client::builder(TokioExecutor::new()).build_http();
+        let tasks = (0..endpoints.len())
+            .map(|index| {
+                let probe = Probe {
+                    index,
+                    endpoint: endpoints[index].clone(),
+                    spec: spec.clone(),
+                    client: client.clone(),
+                    health: health.clone(),
+                    rejections: rejections.clone(),
+                };
+                tokio::spawn(probe.run())
+            })
+            .collect();
+        Probes {
+            rollout_id,
+            endpoints: endpoints.to_vec(),
+            spec: spec.clone(),
+            health,
+            tasks,
+            board,
+            service: service.to_string(),
+        }
+    }
+
+    /// The first of `endpoints` that is not healthy yet, with what its probes say.
+    pub fn first_not_healthy(&self, endpoints: &[Endpoint]) -> Option<String> {
+        let health = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        endpoints.iter().find_map(|endpoint| {
+            match health.iter().find(|(e, _)| e == endpoint).map(|(_, h)| h) {
+                Some(Health::Healthy) => None,
+                Some(Health::Unhealthy(why)) => Some(format!("{endpoint} is unhealthy: {why}")),
+                _ => Some(format!("{endpoint} is not healthy yet")),
+            }
+        })
+    }
+}
+
+impl Drop for Probes {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        let mut services = self
+            .board
+            .services
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if services
+            .get(&self.service)
+            .is_some_and(|h| Arc::ptr_eq(h, &self.health))
+        {
+            services.remove(&self.service);
+        }
+    }
+}
+
+/// One endpoint's probe loop.
+struct Probe {
+    index: usize,
+    endpoint: Endpoint,
+    spec: HealthCheckSpec,
+    client: Client<HttpConnector, Empty<Bytes>>,
+    health: Arc<Mutex<Vec<(Endpoint, Health)>>>,
+    rejections: Rejections,
+}
+
+impl Probe {
+    async fn run(self) {
+        let (mut passed, mut failed) = (0u32, 0u32);
+        let mut ticks = tokio::time::interval(self.spec.interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let result = self.probe().await;
+            let before = self.current();
+            let after = match result {
+                Ok(()) => {
+                    (passed, failed) = (passed.saturating_add(1), 0);
+                    match &before {
+                        Health::Unknown if passed >= self.spec.healthy_threshold => Health::Healthy,
+                        // Unhealthy stays so: the rollout is being rolled back.
+                        other => other.clone(),
+                    }
+                }
+                Err(why) => {
+                    (passed, failed) = (0, failed.saturating_add(1));
+                    if failed >= self.spec.unhealthy_threshold {
+                        Health::Unhealthy(format!(
+                            "{why} ({failed} failed probes in a row, unhealthy_threshold {})",
+                            self.spec.unhealthy_threshold
+                        ))
+                    } else {
+                        before.clone()
+                    }
+                }
+            };
+            if after == before {
+                continue;
+            }
+            self.health.lock().unwrap_or_else(|e| e.into_inner())[self.index].1 = after.clone();
+            match &after {
+                Health::Healthy => {
+                    tracing::info!(endpoint = %self.endpoint, "health check passed: endpoint healthy")
+                }
+                Health::Unhealthy(why) if !matches!(before, Health::Unhealthy(_)) => {
+                    tracing::warn!(endpoint = %self.endpoint, "health check: endpoint unhealthy: {why}");
+                    self.reject(why).await;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn current(&self) -> Health {
+        self.health.lock().unwrap_or_else(|e| e.into_inner())[self.index]
+            .1
+            .clone()
+    }
+
+    /// Asks the service's task to roll the rollout back (it refuses if it already ended).
+    async fn reject(&self, why: &str) {
+        let Some(requests) = self.rejections.upgrade() else {
+            return;
+        };
+        let reason = format!("health check of new endpoint {}: {why}", self.endpoint);
+        let (reply, _answer) = tokio::sync::oneshot::channel();
+        let _ = requests
+            .send((Request::Event(Event::Reject { reason }), reply))
+            .await;
+    }
+
+    /// One GET of the health path: Ok when the status is expected in time.
+    async fn probe(&self) -> Result<(), String> {
+        let url = format!("http://{}{}", self.endpoint, self.spec.path);
+        let request = http::Request::get(&url)
+            .header(http::header::USER_AGENT, "sluice-health-check")
+            .body(Empty::new())
+            .map_err(|e| format!("GET {url}: {e}"))?;
+        let path = &self.spec.path;
+        match tokio::time::timeout(self.spec.timeout, self.client.request(request)).await {
+            Err(_) => Err(format!(
+                "GET {path} sent no response within {}",
+                sluice_model::duration::format(self.spec.timeout)
+            )),
+            Ok(Err(e)) => Err(format!("GET {path} failed: {}", innermost(&e))),
+            Ok(Ok(response)) if self.spec.expect.contains(response.status().as_u16()) => Ok(()),
+            Ok(Ok(response)) => Err(format!(
+                "GET {path} answered {} (expected {})",
+                response.status().as_u16(),
+                self.spec.expect
+            )),
+        }
+    }
+}
+
+fn innermost(error: &(dyn std::error::Error + 'static)) -> String {
+    std::iter::successors(Some(error), |e| e.source())
+        .last()
+        .map_or_else(String::new, |e| e.to_string())
+}
+
+/// The pools a `rolling` or `recreate` rollout in progress serves at its
+/// step: the first `old` endpoints of the stable pool, the first `new` of
+/// the canary pool, split by count; with neither (recreate's gap) every
+/// request is answered 503 with the plan's `Retry-After`. Other rollouts
+/// leave `routing` as it is.
+pub fn apply_replace_step(
+    routing: &mut ServiceRouting,
+    state: &ServiceState,
+    spec: Option<&RolloutSpec>,
+) {
+    let Some(rollout) = &state.rollout else {
+        return;
+    };
+    let Some((new, old)) = rollout.replace_position() else {
+        return;
+    };
+    routing.stable = state.stable.iter().take(old).cloned().collect();
+    routing.canary = (new > 0).then(|| rollout.canary.iter().take(new).cloned().collect());
+    routing.canary_weight = rollout.canary_weight;
+    if new + old == 0 {
+        let retry_after = spec.map_or(Duration::from_secs(5), |s| s.gap_retry_after());
+        routing.unavailable = Some(retry_after);
+    }
+}
+
+/// The canary endpoints the rollout's next move admits (none unless it
+/// is at a replacement step that is due now).
+pub fn next_admitted(state: &ServiceState, now: sluice_model::Timestamp) -> &[Endpoint] {
+    let Some(rollout) = &state.rollout else {
+        return &[];
+    };
+    let due = rollout.analysis_due(now) || rollout.waits_for_admission();
+    match (due, rollout.replace_position(), rollout.next_admitted()) {
+        (true, Some((current, _)), Some(next)) if next > current => {
+            let end = next.min(rollout.canary.len());
+            &rollout.canary[current.min(end)..end]
+        }
+        _ => &[],
+    }
+}
