@@ -30,10 +30,13 @@ pub enum Health {
     Unhealthy(String),
 }
 
+/// One rollout's new endpoints and their health, shared with its probes.
+type PoolHealth = Arc<Mutex<Vec<(Endpoint, Health)>>>;
+
 /// Every probed endpoint's health, by service (for `/metrics`).
 #[derive(Default)]
 pub struct HealthBoard {
-    services: Mutex<HashMap<String, Arc<Mutex<Vec<(Endpoint, Health)>>>>>,
+    services: Mutex<HashMap<String, PoolHealth>>,
 }
 
 // === impl HealthBoard ===
@@ -73,7 +76,7 @@ pub struct Probes {
     pub rollout_id: u64,
     pub endpoints: Vec<Endpoint>,
     pub spec: HealthCheckSpec,
-    health: Arc<Mutex<Vec<(Endpoint, Health)>>>,
+    health: PoolHealth,
     tasks: Vec<JoinHandle<()>>,
     board: Arc<HealthBoard>,
     service: String,
@@ -166,7 +169,7 @@ struct Probe {
     endpoint: Endpoint,
     spec: HealthCheckSpec,
     client: Client<HttpConnector, Empty<Bytes>>,
-    health: Arc<Mutex<Vec<(Endpoint, Health)>>>,
+    health: PoolHealth,
     rejections: Rejections,
 }
 
