@@ -318,3 +318,51 @@ async fn recreate_answers_the_gap_with_503_and_retry_after_then_serves_the_new_p
         0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_rolling_update_serves_the_same_pools_and_finishes() {
+    let old = [Upstream::start("v1a").await, Upstream::start("v1b").await];
+    let new = [Upstream::start("v2a").await, Upstream::start("v2b").await];
+    let dir = tempfile::tempdir().unwrap();
+    let rollout =
+        format!("      strategy: rolling\n      interval: 3s\n      min_requests: 5\n{HEALTH}");
+    let sluice = Sluice::start(
+        dir.path(),
+        &config(&old.each_ref(), &new.each_ref(), &rollout),
+    );
+    let client = client();
+    eventually(
+        Duration::from_secs(20),
+        "v2a serving next to v1a",
+        || async {
+            (composition(&client, &sluice, 30).await == set(&["v1a", "v2a"])).then_some(())
+        },
+    )
+    .await;
+    sluice.kill9();
+
+    // The stored step is served at once, before any probe has run again.
+    let sluice = Sluice::start_existing(dir.path());
+    let resumed = status(&client, &sluice).await;
+    assert_eq!(
+        resumed["pools"],
+        serde_json::json!({"new_in": 1, "new_total": 2, "old_in": 1, "old_total": 2}),
+        "{resumed:#}"
+    );
+    assert_eq!(
+        composition(&client, &sluice, 30).await,
+        set(&["v1a", "v2a"])
+    );
+    let (batches, status) = observe_until_final(&client, &sluice, Duration::from_secs(30)).await;
+    assert_eq!(
+        status["phase"],
+        "Succeeded",
+        "{status:#}\n{}",
+        sluice.log_text()
+    );
+    assert!(
+        batches.iter().all(|b| !b.contains("v1b")),
+        "v1b came back: {batches:#?}"
+    );
+    assert_eq!(status["steps_taken"], 2, "no step taken twice: {status:#}");
+}
