@@ -366,3 +366,32 @@ async fn kill_9_mid_rolling_update_serves_the_same_pools_and_finishes() {
     );
     assert_eq!(status["steps_taken"], 2, "no step taken twice: {status:#}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recreate_whose_new_pool_never_gets_healthy_serves_the_old_pool_again() {
+    let old = [Upstream::start("v1a").await];
+    let new = [Upstream::start("v2a").await];
+    new[0].behaviour.unhealthy.store(true, Ordering::Relaxed);
+    let dir = tempfile::tempdir().unwrap();
+    let rollout = "      strategy: recreate\n      health_check: { interval: 200ms, unhealthy_threshold: 3 }\n";
+    let sluice = Sluice::start(
+        dir.path(),
+        &config(&old.each_ref(), &new.each_ref(), rollout),
+    );
+    let client = client();
+    let status = eventually(Duration::from_secs(10), "a rollback", || async {
+        let status = status(&client, &sluice).await;
+        (status["phase"] == "RolledBack").then_some(status)
+    })
+    .await;
+    let last = decisions(&client, &sluice).await.pop().unwrap();
+    assert!(
+        last["reason"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("{}: GET /healthz answered 503", new[0].endpoint())),
+        "{last:#}"
+    );
+    assert_eq!(status["pools"], Value::Null);
+    assert_eq!(composition(&client, &sluice, 20).await, set(&["v1a"]));
+}
