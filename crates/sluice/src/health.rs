@@ -163,6 +163,47 @@ impl Drop for Probes {
     }
 }
 
+/// An endpoint's probe results in a row, and the health they make.
+#[derive(Default)]
+struct Streak {
+    passed: u32,
+    failed: u32,
+}
+
+impl Streak {
+    /// The health after one more probe `result`, from `before`. Unknown
+    /// turns healthy after `healthy_threshold` passes in a row; any health
+    /// turns unhealthy after `unhealthy_threshold` failures in a row; an
+    /// unhealthy endpoint stays so (its rollout is being rolled back).
+    fn record(
+        &mut self,
+        result: Result<(), String>,
+        before: &Health,
+        spec: &HealthCheckSpec,
+    ) -> Health {
+        match result {
+            Ok(()) => {
+                (self.passed, self.failed) = (self.passed.saturating_add(1), 0);
+                match before {
+                    Health::Unknown if self.passed >= spec.healthy_threshold => Health::Healthy,
+                    other => other.clone(),
+                }
+            }
+            Err(why) => {
+                (self.passed, self.failed) = (0, self.failed.saturating_add(1));
+                if self.failed >= spec.unhealthy_threshold {
+                    Health::Unhealthy(format!(
+                        "{why} ({} failed probes in a row, unhealthy_threshold {})",
+                        self.failed, spec.unhealthy_threshold
+                    ))
+                } else {
+                    before.clone()
+                }
+            }
+        }
+    }
+}
+
 /// One endpoint's probe loop.
 struct Probe {
     index: usize,
@@ -175,34 +216,14 @@ struct Probe {
 
 impl Probe {
     async fn run(self) {
-        let (mut passed, mut failed) = (0u32, 0u32);
+        let mut streak = Streak::default();
         let mut ticks = tokio::time::interval(self.spec.interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
             let result = self.probe().await;
             let before = self.current();
-            let after = match result {
-                Ok(()) => {
-                    (passed, failed) = (passed.saturating_add(1), 0);
-                    match &before {
-                        Health::Unknown if passed >= self.spec.healthy_threshold => Health::Healthy,
-                        // Unhealthy stays so: the rollout is being rolled back.
-                        other => other.clone(),
-                    }
-                }
-                Err(why) => {
-                    (passed, failed) = (0, failed.saturating_add(1));
-                    if failed >= self.spec.unhealthy_threshold {
-                        Health::Unhealthy(format!(
-                            "{why} ({failed} failed probes in a row, unhealthy_threshold {})",
-                            self.spec.unhealthy_threshold
-                        ))
-                    } else {
-                        before.clone()
-                    }
-                }
-            };
+            let after = streak.record(result, &before, &self.spec);
             if after == before {
                 continue;
             }
@@ -306,5 +327,131 @@ pub fn next_admitted(state: &ServiceState, now: sluice_model::Timestamp) -> &[En
             &rollout.canary[current.min(end)..end]
         }
         _ => &[],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sluice_model::{Step, Timestamp, Weight};
+    use sluice_rollout::{Phase, Rollout};
+
+    use super::*;
+
+    fn check() -> HealthCheckSpec {
+        serde_json::from_str(r#"{"healthy_threshold": 2, "unhealthy_threshold": 3}"#).unwrap()
+    }
+
+    #[test]
+    fn thresholds_count_probes_in_a_row() {
+        let (spec, mut streak) = (check(), Streak::default());
+        let fail = || Err("GET /healthz answered 503 (expected 2xx)".to_string());
+        let mut health = Health::Unknown;
+        for result in [Ok(()), fail(), Ok(())] {
+            health = streak.record(result, &health, &spec);
+        }
+        assert_eq!(health, Health::Unknown, "passes must be in a row");
+        health = streak.record(Ok(()), &health, &spec);
+        assert_eq!(health, Health::Healthy);
+        for _ in 0..2 {
+            health = streak.record(fail(), &health, &spec);
+        }
+        assert_eq!(
+            health,
+            Health::Healthy,
+            "two failures are below the threshold"
+        );
+        health = streak.record(fail(), &health, &spec);
+        let Health::Unhealthy(why) = &health else {
+            panic!("{health:?}");
+        };
+        assert_eq!(
+            why,
+            "GET /healthz answered 503 (expected 2xx) (3 failed probes in a row, unhealthy_threshold 3)"
+        );
+        for _ in 0..5 {
+            health = streak.record(Ok(()), &health, &spec);
+        }
+        assert!(matches!(health, Health::Unhealthy(_)), "unhealthy stays so");
+    }
+
+    fn state_at(plan: Vec<Step>, step_index: usize, phase: Phase) -> ServiceState {
+        let endpoints = |prefix: &str| (1..=3).map(|i| format!("{prefix}{i}:80")).collect();
+        let mut rollout: Rollout = serde_json::from_value(serde_json::json!({
+            "id": 1, "service": "web", "plan": [], "interval": "1m", "threshold": 1,
+            "min_requests": 0, "checks": [], "canary": [], "phase": "Progressing",
+            "step_index": 0, "canary_weight": Weight::ZERO, "steps_taken": 0,
+            "failed_runs": 0, "passed_runs": 0, "inconclusive_runs": 0,
+            "started_at": 0, "step_started_at": 0, "next_analysis_at": 60000,
+            "updated_at": 0, "last_analysis": null, "decisions": 0
+        }))
+        .unwrap();
+        rollout.plan = plan;
+        rollout.step_index = step_index;
+        rollout.phase = phase;
+        rollout.canary = endpoints("new");
+        ServiceState {
+            service: "web".into(),
+            stable: endpoints("old"),
+            canary: Some(endpoints("new")),
+            canary_weight: Weight::ZERO,
+            rollout: Some(rollout),
+            revision: 1,
+            config_stable: endpoints("old"),
+            revisions: Vec::new(),
+        }
+    }
+
+    fn routing(state: &ServiceState, spec: Option<&RolloutSpec>) -> ServiceRouting {
+        let mut routing = ServiceRouting {
+            stable: state.stable.clone(),
+            canary: state.canary.clone(),
+            canary_weight: state.canary_weight,
+            match_active: false,
+            unavailable: None,
+        };
+        apply_replace_step(&mut routing, state, spec);
+        routing
+    }
+
+    #[test]
+    fn a_step_serves_the_first_endpoints_of_each_pool() {
+        let plan = vec![
+            Step::Replace { new: 0, old: 3 },
+            Step::Replace { new: 1, old: 2 },
+        ];
+        let state = state_at(plan.clone(), 1, Phase::Progressing);
+        let at_step = routing(&state, None);
+        assert_eq!(at_step.stable, vec!["old1:80", "old2:80"]);
+        assert_eq!(at_step.canary, Some(vec!["new1:80".to_string()]));
+        assert_eq!(at_step.unavailable, None);
+        // The last step's next move is the promotion: the whole new pool.
+        let at = Timestamp::from_millis(60_000);
+        assert_eq!(next_admitted(&state, at), ["new2:80", "new3:80"]);
+        assert!(
+            next_admitted(&state, Timestamp::from_millis(1)).is_empty(),
+            "not due"
+        );
+
+        let rolled_back = state_at(plan, 1, Phase::RolledBack);
+        assert_eq!(
+            routing(&rolled_back, None).stable.len(),
+            3,
+            "the whole old pool"
+        );
+    }
+
+    #[test]
+    fn the_gap_answers_with_the_plans_retry_after() {
+        let state = state_at(
+            vec![Step::Replace { new: 0, old: 0 }],
+            0,
+            Phase::Progressing,
+        );
+        let spec: RolloutSpec =
+            serde_json::from_str(r#"{"strategy": "recreate", "retry_after": "9s"}"#).unwrap();
+        let gap = routing(&state, Some(&spec));
+        assert!(gap.stable.is_empty() && gap.canary.is_none());
+        assert_eq!(gap.unavailable, Some(Duration::from_secs(9)));
+        assert_eq!(next_admitted(&state, Timestamp::from_millis(0)).len(), 3);
     }
 }
