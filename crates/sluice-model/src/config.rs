@@ -12,6 +12,7 @@ pub use crate::breaker::{BreakersConfig, ServiceBreaker};
 pub use crate::check::CheckSpec;
 pub use crate::flags::FlagsConfig;
 pub use crate::notify::NotificationConfig;
+pub use crate::rolling::{Amount, HealthCheckSpec, StatusRange};
 
 /// The whole config file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -342,6 +343,19 @@ pub struct RolloutSpec {
     /// `ab`, `blue_green`, `shadow`: analysis runs to pass before promotion (default 10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iterations: Option<u32>,
+    /// `rolling`: endpoints that may serve above the new pool's size while
+    /// it replaces the old one: a count or a percentage of the new pool
+    /// (rounded up); default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_surge: Option<Amount>,
+    /// `rolling`: endpoints that may be missing below the new pool's size: a
+    /// count or a percentage of the new pool (rounded down); default 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_unavailable: Option<Amount>,
+    /// `rolling`, `recreate`: the probe that admits each new endpoint (and
+    /// rolls back when one turns unhealthy); without it endpoints are admitted at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheckSpec>,
     /// `blue_green`: how long the previous (blue) pool stays warm after the
     /// switch; `rollout undo` within it switches back at once (default 10m).
     #[serde(
@@ -357,6 +371,13 @@ pub struct RolloutSpec {
     /// while the client gets stable's answer; defaults apply when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mirror: Option<crate::mirror::MirrorSpec>,
+    /// `recreate`: the `Retry-After` sent with the 503 while no pool serves (default 5s).
+    #[serde(
+        default,
+        with = "crate::duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub retry_after: Option<Duration>,
 }
 
 /// How long blue-green keeps the previous pool warm when `scale_down_delay` is not set.
@@ -450,6 +471,12 @@ pub enum Strategy {
     /// client gets stable's answer), each pair is compared, for `iterations`
     /// analysis runs; then it is promoted.
     Shadow,
+    /// The new pool replaces the old one a few endpoints at a time
+    /// (`max_surge`, `max_unavailable`), each admitted once its health check passes.
+    Rolling,
+    /// The whole old pool out, then the whole new pool in; requests in
+    /// between get a 503 with `Retry-After`.
+    Recreate,
 }
 
 // === impl Strategy ===
@@ -458,7 +485,7 @@ impl Strategy {
     /// Whether the plan is `iterations` analysis runs at weight 0.
     pub fn counts_iterations(self) -> bool {
         match self {
-            Strategy::Canary => false,
+            Strategy::Canary | Strategy::Rolling | Strategy::Recreate => false,
             Strategy::Ab | Strategy::Shadow | Strategy::BlueGreen => true,
         }
     }
@@ -466,7 +493,7 @@ impl Strategy {
     /// Whether `mirror` may be set (copies of requests go to the canary).
     pub fn mirrors(self) -> bool {
         match self {
-            Strategy::Canary | Strategy::Ab => false,
+            Strategy::Canary | Strategy::Ab | Strategy::Rolling | Strategy::Recreate => false,
             Strategy::Shadow | Strategy::BlueGreen => true,
         }
     }

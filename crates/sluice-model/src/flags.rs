@@ -130,6 +130,12 @@ impl FlagsConfig {
                     message: "a release plan ramps the flag's percentage: only `canary` applies (no requests to match or mirror)".into(),
                 });
             }
+            if release.plan.tenant_header.is_some() {
+                errors.push(FieldError {
+                    path: format!("{path}.plan.tenant_header"),
+                    message: "a release plan ramps the flag's percentage: tenant cohorts are flag targeting (segments), not plan steps".into(),
+                });
+            }
             if release.plan.judge != Judge::Threshold {
                 errors.push(FieldError {
                     path: format!("{path}.plan.judge"),

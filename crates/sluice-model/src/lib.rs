@@ -11,6 +11,7 @@ pub mod duration;
 pub mod flags;
 pub mod mirror;
 pub mod notify;
+pub mod rolling;
 mod time;
 mod validate;
 pub mod webhook;
@@ -22,11 +23,11 @@ pub use breaker::{
 };
 pub use check::{parse_bound, Bound, BoundSpec, Metric, OnError, Provider, Unit};
 pub use config::{
-    AdminConfig, ApproveSpec, Balance, BreakersConfig, CheckSpec, CohortSpec, CohortTenants,
-    Config, Endpoint, FlagsConfig, Judge, Listener, NotificationConfig, PrometheusProvider,
-    Providers, ProxyConfig, RolloutSpec, RouteMatch, Routing, SequentialSpec, Service,
-    ServiceBreaker, StepSpec, Sticky, Strategy, TlsConfig, Trigger, Version, Versions,
-    DEFAULT_SCALE_DOWN_DELAY,
+    AdminConfig, Amount, ApproveSpec, Balance, BreakersConfig, CheckSpec, CohortSpec,
+    CohortTenants, Config, Endpoint, FlagsConfig, HealthCheckSpec, Judge, Listener,
+    NotificationConfig, PrometheusProvider, Providers, ProxyConfig, RolloutSpec, RouteMatch,
+    Routing, SequentialSpec, Service, ServiceBreaker, StatusRange, StepSpec, Sticky, Strategy,
+    TlsConfig, Trigger, Version, Versions, DEFAULT_SCALE_DOWN_DELAY,
 };
 pub use flags::{release_plan_name, ReleasePlan, RollbackMode, VariantLabels};
 pub use mirror::{CompareSpec, MirrorSpec};

@@ -55,6 +55,12 @@ pub enum Step {
     /// Send this cohort of tenants to the canary (cumulative: it holds every
     /// earlier cohort step's tenants too), then analyse for an interval.
     Cohort(Cohort),
+    /// Pool replacement (`rolling`, `recreate`): the first `new` endpoints of
+    /// the new pool (the canary slot) and the first `old` of the old pool
+    /// (the stable slot) serve, split by count. With `new` above 0 it is
+    /// analysed like a weight step; with none it ends as soon as the next
+    /// endpoints are admitted (a `Tick`).
+    Replace { new: usize, old: usize },
 }
 
 /// The tenants a cohort step sends to the canary.
@@ -199,6 +205,12 @@ impl Config {
         let mut rollout_errors = Errors::default();
         self.flags.validate(
             &mut |rollout, path| {
+                if rollout.replaces_pools() {
+                    rollout_errors.push(
+                        format!("{path}.strategy"),
+                        "a release plan ramps a flag's percentage; rolling and recreate replace endpoint pools",
+                    );
+                }
                 validate_rollout(rollout, path, has_prometheus, &mut rollout_errors)
             },
             &mut flag_errors,
@@ -324,6 +336,7 @@ pub(crate) fn is_header_name(name: &str) -> bool {
 fn validate_rollout(rollout: &RolloutSpec, path: &str, has_prometheus: bool, errors: &mut Errors) {
     crate::webhook::validate_webhooks(&rollout.webhooks, path, &mut errors.0);
     validate_ab(rollout, path, errors);
+    crate::rolling::validate(rollout, path, &mut errors.0);
     if rollout.interval < Duration::from_millis(100) {
         errors.push(
             format!("{path}.interval"),
@@ -422,6 +435,10 @@ fn plan_with_errors(rollout: &RolloutSpec, path: &str, errors: &mut Errors) -> V
         // mirrored copies; blue_green: test traffic) for `iterations` runs.
         let iterations = rollout.iterations.unwrap_or(10);
         return vec![Step::Weight(Weight::ZERO); iterations as usize];
+    }
+    if rollout.replaces_pools() {
+        // Made from the pools' sizes when the rollout starts (`sluice_rollout::start`).
+        return plan;
     }
     if let Some(steps) = &rollout.steps {
         let mut cohort = Cohort::default();

@@ -70,6 +70,13 @@ pub enum ProxyError {
         slot: Slot,
         limit: &'static str,
     },
+    /// A recreate rollout took the old pool out and the new one is not in
+    /// yet: nothing serves the service for a moment.
+    #[error("sluice: service {service} is being recreated; retry after {retry_after_secs}s")]
+    Recreating {
+        service: String,
+        retry_after_secs: u64,
+    },
     /// The client's request body failed (the client went away or sent garbage).
     #[error("sluice: the request body to {upstream} failed: {cause}")]
     ClientBody { upstream: Upstream, cause: String },
@@ -120,6 +127,7 @@ impl ProxyError {
             | ProxyError::NoEndpoint { .. }
             | ProxyError::BreakerOpen { .. }
             | ProxyError::Overflow { .. }
+            | ProxyError::Recreating { .. }
             | ProxyError::ClientBody { .. }
             | ProxyError::Internal(_) => None,
             ProxyError::ConnectRefused(_)
@@ -135,7 +143,8 @@ impl ProxyError {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::NoEndpoint { .. }
             | ProxyError::BreakerOpen { .. }
-            | ProxyError::Overflow { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            | ProxyError::Overflow { .. }
+            | ProxyError::Recreating { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::ClientBody { .. } => StatusCode::BAD_REQUEST,
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -150,6 +159,7 @@ impl ProxyError {
             ProxyError::NoEndpoint { .. } => "no_endpoint",
             ProxyError::BreakerOpen { .. } => "breaker_open",
             ProxyError::Overflow { .. } => "overflow",
+            ProxyError::Recreating { .. } => "recreating",
             ProxyError::ClientBody { .. } => "client",
             other => other.kind().map_or("internal", ErrorKind::label),
         }
@@ -164,6 +174,9 @@ impl ProxyError {
                 retry_after_secs, ..
             } => Some(*retry_after_secs),
             ProxyError::Overflow { .. } => Some(1),
+            ProxyError::Recreating {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
             _ => None,
         };
         let body = match self {
@@ -234,6 +247,15 @@ mod tests {
         assert!(t.to_string().contains("200ms"), "{t}");
 
         assert_eq!(ProxyError::NoRoute.kind(), None);
+        let gap = ProxyError::Recreating {
+            service: "web".into(),
+            retry_after_secs: 5,
+        };
+        assert_eq!(gap.kind(), None, "a gap is not the upstream's failure");
+        let response = gap.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[X_SLUICE_ERROR], "recreating");
+        assert_eq!(response.headers()[http::header::RETRY_AFTER], "5");
         assert_eq!(
             ProxyError::NoRoute.into_response().status(),
             StatusCode::NOT_FOUND

@@ -67,6 +67,13 @@ pub(crate) async fn handle(
     let Some(route) = table.route(host_name, parts.uri.path()) else {
         return ProxyError::NoRoute.into_response();
     };
+    if let Some(retry_after_secs) = route.unavailable {
+        return ProxyError::Recreating {
+            service: route.name.clone(),
+            retry_after_secs,
+        }
+        .into_response();
+    }
     let version = route.version(choose_slot(route, &parts.headers));
     let request_slot = match version.limits.as_ref().map(|limits| limits.enter()) {
         Some(Err(overflow)) => return overflow_response(route, version, overflow),

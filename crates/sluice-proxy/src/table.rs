@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::HeaderName;
 use sluice_model::{Config, Endpoint, Service, Weight};
@@ -48,6 +49,9 @@ pub struct ServiceRouting {
     /// An A/B rollout is in progress: requests matching the plan's `match`
     /// rules go to the canary, the others to stable, whatever the weight.
     pub match_active: bool,
+    /// No pool serves (recreate's gap): every request is answered 503 at
+    /// once, with this as `Retry-After`.
+    pub unavailable: Option<Duration>,
     /// A mirroring rollout is in progress (`shadow`): a share of the requests
     /// that go to stable is copied to the canary, per the plan's `mirror`
     /// (its defaults when absent).
@@ -94,6 +98,8 @@ pub(crate) struct ServiceRoute {
     pub(crate) sticky: Option<StickyKey>,
     /// The A/B rules, when an A/B rollout is in progress (else empty).
     pub(crate) match_rules: Vec<MatchRule>,
+    /// Recreate's gap: answer 503 with this `Retry-After` (whole seconds).
+    pub(crate) unavailable: Option<u64>,
     /// Mirroring to the canary, when a mirroring rollout is in progress.
     pub(crate) mirror: Option<MirrorRoute>,
     /// The canary's tenants, when a cohort rollout is in progress.
@@ -286,6 +292,9 @@ fn build_service(
         match_rules,
         cohort,
         mirror,
+        unavailable: routing
+            .and_then(|r| r.unavailable)
+            .map(|d| d.as_millis().div_ceil(1000).max(1) as u64),
     }
 }
 
@@ -468,6 +477,7 @@ mod tests {
                 match_active: false,
                 cohort: None,
                 mirror_active: false,
+                unavailable: None,
             },
         )]);
         let table2 = RouteTable::build(&cfg, &routing, &metrics);

@@ -7,9 +7,11 @@
 #![forbid(unsafe_code)]
 
 mod machine;
+mod plan;
 mod state;
 
 pub use machine::{can_accept, release_warm, start, step, undo, Event, RejectReason, UndoError};
+pub use plan::{replace_plan, replace_steps};
 pub use state::{
     Action, Decision, DecisionKind, Phase, Revision, Rollout, ServiceState, WarmPool, MAX_REVISIONS,
 };

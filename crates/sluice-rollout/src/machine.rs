@@ -26,6 +26,14 @@
 //!   folded into the `Advanced` decision; a failure below the threshold or an
 //!   inconclusive run is recorded on its own and does not hold the pause
 //!   open (the pause is a duration, not a gate).
+//! - **Replace step** `Replace { new, old }` (`rolling`, `recreate`): the
+//!   first `new` endpoints of the canary pool and the first `old` of the
+//!   stable pool serve, split by count (`canary_weight` = new / (new + old)).
+//!   With new endpoints in, it is held and judged like a weight step. With
+//!   none (a rolling plan's first step, recreate's gap) there is nothing to
+//!   analyse: it is due at once and ends with a `Tick`, which the controller
+//!   sends when the next step's endpoints are healthy. Rollback serves the
+//!   whole stable pool again; promotion the whole canary pool.
 //! - **Manual pause** `Pause(None)`: the rollout waits in `Paused` (no
 //!   analysis) until `Resume` (which moves past it) or `Promote`.
 //! - **Operator**: `Pause` stops analysis (`Paused`); `Resume` continues
@@ -128,7 +136,8 @@ pub fn start(
     let mut rollout = Rollout {
         id,
         service: next.service.clone(),
-        plan: spec.plan(),
+        plan: crate::replace_steps(spec, next.stable.len(), canary.len())
+            .unwrap_or_else(|| spec.plan()),
         interval: spec.interval,
         threshold: spec.threshold,
         min_requests: spec.min_requests,
@@ -212,6 +221,10 @@ pub fn step(state: &ServiceState, event: Event, now: Timestamp) -> (ServiceState
                     let reason = format!("rolled back: no approval within {waited}");
                     change.roll_back(&mut rollout, DecisionKind::RolledBack, reason, None);
                 }
+            }
+            Some(Step::Replace { .. }) => {
+                let reason = "the next endpoints are ready".to_string();
+                change.advance(&mut rollout, DecisionKind::Advanced, reason, None);
             }
             _ => {
                 let reason = format!("{} ended", describe_pause(&rollout));
@@ -445,14 +458,32 @@ fn enter_current_step(rollout: &mut Rollout, now: Timestamp) {
     rollout.step_started_at = now;
     rollout.phase = Phase::Progressing;
     rollout.next_analysis_at = Some(now + rollout.interval);
-    match rollout.current_step() {
-        Some(Step::Weight(weight)) => rollout.canary_weight = *weight,
+    match rollout.current_step().cloned() {
+        Some(Step::Weight(weight)) => rollout.canary_weight = weight,
         Some(Step::Cohort(cohort)) => rollout.canary_weight = cohort.weight(),
         Some(Step::Pause(None) | Step::Approve { .. }) => {
             rollout.phase = Phase::Paused;
             rollout.next_analysis_at = None;
         }
+        Some(Step::Replace { new, old }) => {
+            rollout.canary_weight = replace_weight(new, old);
+            if new == 0 {
+                // Nothing to analyse: it ends when the next endpoints are admitted.
+                rollout.next_analysis_at = None;
+            }
+        }
         Some(Step::Pause(Some(_))) | None => {}
+    }
+}
+
+/// The canary's share when `new` canary and `old` stable endpoints serve.
+fn replace_weight(new: usize, old: usize) -> Weight {
+    match new + old {
+        0 => Weight::ZERO,
+        all => {
+            let bp = (new as u64 * 10_000 / all as u64) as u16;
+            Weight::from_basis_points(bp).unwrap_or(Weight::FULL)
+        }
     }
 }
 
@@ -530,9 +561,19 @@ fn describe_position(rollout: &Rollout) -> String {
                 None => format!("step {step} of {steps}: waiting for approval at {weight}"),
             }
         }
+        Some(Step::Replace { new: 0, old: 0 }) => format!(
+            "step {step} of {steps}: no endpoint serves until the {} new ones are healthy",
+            rollout.canary.len()
+        ),
+        Some(Step::Replace { new, old }) => format!(
+            "step {step} of {steps}: {new} of {} new and {old} old endpoints serve (canary weight {weight})",
+            rollout.canary.len()
+        ),
         None => format!("no steps left, canary weight {weight}"),
     }
 }
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_replace;

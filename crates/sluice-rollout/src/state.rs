@@ -115,7 +115,9 @@ impl Rollout {
 
     /// Whether an analysis run is due: progressing and its time has come.
     pub fn analysis_due(&self, now: Timestamp) -> bool {
-        self.phase == Phase::Progressing && self.next_analysis_at.is_some_and(|due| now >= due)
+        self.phase == Phase::Progressing
+            && !self.waits_for_admission()
+            && self.next_analysis_at.is_some_and(|due| now >= due)
     }
 
     /// When the current timed pause ends (None unless the current step is a timed pause).
@@ -137,12 +139,44 @@ impl Rollout {
         }
     }
 
+    /// Whether the current step is a replacement with no new endpoint in
+    /// (a rolling plan's first step, recreate's gap): it ends with a `Tick`
+    /// once the next endpoints are admitted, not with an analysis run.
+    pub fn waits_for_admission(&self) -> bool {
+        self.phase == Phase::Progressing
+            && matches!(self.current_step(), Some(Step::Replace { new: 0, .. }))
+    }
+
+    /// `(new, old)`: how many endpoints of the canary and stable pools
+    /// serve at the current step of a `rolling` or `recreate` rollout in
+    /// progress; None for other steps and once the rollout ended.
+    pub fn replace_position(&self) -> Option<(usize, usize)> {
+        match self.current_step() {
+            Some(Step::Replace { new, old }) if !self.phase.is_final() => Some((*new, *old)),
+            _ => None,
+        }
+    }
+
+    /// How many canary endpoints serve once the rollout moves on from a
+    /// replacement step: the next step's, or the whole pool at promotion.
+    /// The controller admits them only when healthy.
+    pub fn next_admitted(&self) -> Option<usize> {
+        self.replace_position()?;
+        match self.plan.get(self.step_index + 1) {
+            Some(Step::Replace { new, .. }) => Some(*new),
+            _ => Some(self.canary.len()),
+        }
+    }
+
     /// When the controller should next call `step` on its own (with an
     /// `Analysis` or a `Tick`): the earlier of the next analysis and the end
     /// of a timed pause. None while paused (only an operator moves it on) or final.
     pub fn next_wakeup(&self) -> Option<Timestamp> {
         if self.phase != Phase::Progressing {
             return self.approval_deadline();
+        }
+        if self.waits_for_admission() {
+            return Some(self.step_started_at);
         }
         match (self.next_analysis_at, self.pause_ends_at()) {
             (Some(a), Some(b)) => Some(a.min(b)),

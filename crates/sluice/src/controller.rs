@@ -21,6 +21,7 @@ use sluice_store::{Store, StoreError};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::flags::FlagServer;
+use crate::health::{HealthBoard, Probes, Rejections};
 use crate::hooks::Hooks;
 use crate::notify::{Notice, Notifier};
 use crate::providers::prometheus::{self, Prometheus};
@@ -68,7 +69,7 @@ pub enum Request {
     Reconfigure(Arc<Config>),
 }
 
-type Reply = oneshot::Sender<Result<ServiceState, ControlError>>;
+pub(crate) type Reply = oneshot::Sender<Result<ServiceState, ControlError>>;
 
 /// Counters the controller exports on `/metrics`.
 #[derive(Default)]
@@ -95,6 +96,8 @@ struct Shared {
     notifier: ArcSwap<Notifier>,
     /// Calls rollout webhooks.
     hooks: Arc<Hooks>,
+    /// The health of the endpoints that rolling and recreate rollouts probe.
+    health: Arc<HealthBoard>,
 }
 
 struct ServiceHandle {
@@ -131,6 +134,7 @@ impl Controller {
             prometheus: ArcSwap::from_pointee(prometheus_client(&config)?),
             notifier: ArcSwap::new(Notifier::new(&config.notifications, &env_var)),
             hooks: Arc::new(Hooks::new()),
+            health: Arc::default(),
         });
         let controller = Arc::new(Controller {
             shared,
@@ -162,6 +166,7 @@ impl Controller {
         let (tx, rx) = mpsc::channel(64);
         let stored_revision = loaded.as_ref().map_or(0, |s| s.revision);
         let mut task = ServiceTask::new(service.clone(), shared.clone(), state_tx, stored_revision);
+        task.rejections = Some(tx.downgrade());
         if loaded.is_none() {
             task.commit(initial_state(service), Vec::new()).await?;
         }
@@ -249,6 +254,12 @@ impl Controller {
         &self.shared.metrics
     }
 
+    /// `(service, endpoint, healthy)` for every endpoint a rolling or
+    /// recreate rollout probes now.
+    pub fn endpoint_health(&self) -> Vec<(String, Endpoint, bool)> {
+        self.shared.health.snapshot()
+    }
+
     /// The notifier in force (a reload builds a new one).
     pub fn notifier(&self) -> Arc<Notifier> {
         self.shared.notifier.load_full()
@@ -320,14 +331,16 @@ impl Shared {
             .rollout
             .as_ref()
             .is_some_and(|r| r.phase == Phase::RollingBack);
-        let routing = ServiceRouting {
+        let mut routing = ServiceRouting {
             stable: state.stable.clone(),
             canary: state.canary.clone(),
             canary_weight: state.canary_weight,
             match_active: ab && in_progress,
             cohort: cohort_in_force(state),
             mirror_active: mirrors && in_progress && !rolling_back,
+            unavailable: None,
         };
+        crate::health::apply_replace_step(&mut routing, state, spec);
         self.routing
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -489,6 +502,10 @@ struct ServiceTask {
     retry_start_at: Option<Timestamp>,
     /// A gate webhook said no: no step before this time.
     hold_until: Option<Timestamp>,
+    /// The health checks of a rolling or recreate rollout's new pool.
+    probes: Option<Probes>,
+    /// Where the probes ask for a rollback.
+    rejections: Option<Rejections>,
 }
 
 // === impl ServiceTask ===
@@ -513,6 +530,8 @@ impl ServiceTask {
             release,
             retry_start_at: None,
             hold_until: None,
+            probes: None,
+            rejections: None,
         };
         task.baseline = task.counters();
         task
@@ -676,6 +695,7 @@ impl ServiceTask {
     /// Brings the state in line with the config: a new canary (trigger `auto`) starts a rollout.
     async fn reconcile(&mut self, spec: &Service) -> Result<(), ControlError> {
         self.shared.set_routing(&self.state);
+        self.sync_probes();
         self.sync_flag().await;
         let config_stable = &spec.versions.stable.endpoints;
         if *config_stable != self.state.config_stable {
@@ -729,6 +749,10 @@ impl ServiceTask {
             return Ok(());
         }
         self.hold_until = None;
+        if let Some(wait) = self.admission_wait(now) {
+            self.hold_until = Some(now + wait);
+            return Ok(());
+        }
         let Some(rollout) = &self.state.rollout else {
             return Ok(());
         };
@@ -1051,6 +1075,52 @@ impl ServiceTask {
             self.baseline = self.counters();
         }
         self.state_tx.send_replace(self.state.clone());
+        self.sync_probes();
         Ok(())
+    }
+
+    /// Probes the new pool while a rolling or recreate rollout with a
+    /// health check is in progress; stops when it ends.
+    fn sync_probes(&mut self) {
+        let check = self
+            .spec
+            .rollout
+            .as_ref()
+            .and_then(|r| r.health_check.as_ref());
+        let rollout = self
+            .state
+            .rollout
+            .as_ref()
+            .filter(|r| r.replace_position().is_some());
+        let (Some(rollout), Some(check), Some(rejections)) = (rollout, check, &self.rejections)
+        else {
+            self.probes = None;
+            return;
+        };
+        let current = self.probes.as_ref().is_some_and(|p| {
+            p.rollout_id == rollout.id && p.endpoints == rollout.canary && p.spec == *check
+        });
+        if !current {
+            self.probes = None;
+            self.probes = Some(Probes::start(
+                &self.spec.name,
+                rollout.id,
+                &rollout.canary,
+                check,
+                self.shared.health.clone(),
+                rejections.clone(),
+            ));
+        }
+    }
+
+    /// How long to wait before the rollout may move on, when its next move
+    /// admits new endpoints that are not healthy yet (then the step's
+    /// analysis waits too); None to go on.
+    fn admission_wait(&self, now: Timestamp) -> Option<Duration> {
+        let probes = self.probes.as_ref()?;
+        let waiting = crate::health::next_admitted(&self.state, now);
+        let why = probes.first_not_healthy(waiting)?;
+        tracing::debug!(service = %self.spec.name, "holding the step: {why}");
+        Some(probes.spec.interval)
     }
 }

@@ -10,6 +10,7 @@ mod demo;
 mod flags;
 mod flags_cmd;
 mod generate;
+mod health;
 mod hooks;
 mod load_cmd;
 mod notify;

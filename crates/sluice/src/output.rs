@@ -193,6 +193,13 @@ pub fn progress_line(
         status.failed_runs,
         status.threshold,
     );
+    if let Some(pools) = &status.pools {
+        let _ = write!(
+            line,
+            "  new {}/{} old {}/{}",
+            pools.new_in, pools.new_total, pools.old_in, pools.old_total
+        );
+    }
     for (name, stats) in [("stable", stable), ("canary", canary)] {
         if let Some(stats) = stats {
             let _ = write!(

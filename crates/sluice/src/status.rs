@@ -27,6 +27,9 @@ pub struct ServiceStatus {
     pub updated_at: Option<Timestamp>,
     pub revision: u64,
     pub last_analysis: Option<AnalysisRun>,
+    /// During a `rolling` or `recreate` rollout: how much of each pool serves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pools: Option<PoolsServing>,
     /// The rollout's decisions, oldest first: the newest 50 from the admin API
     /// (`/history` has every one), all of them in the demo's final report.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -34,6 +37,16 @@ pub struct ServiceStatus {
     /// Blue-green: the previous pool, kept warm until it is released.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warm: Option<sluice_rollout::WarmPool>,
+}
+
+/// Endpoints of the new (canary) and old (stable) pools serving at a
+/// rolling or recreate step: the first `new_in` and the first `old_in`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolsServing {
+    pub new_in: usize,
+    pub new_total: usize,
+    pub old_in: usize,
+    pub old_total: usize,
 }
 
 impl ServiceStatus {
@@ -55,6 +68,15 @@ impl ServiceStatus {
             updated_at: rollout.map(|r| r.updated_at),
             revision: state.revision,
             last_analysis: rollout.and_then(|r| r.last_analysis.clone()),
+            pools: rollout.and_then(|r| {
+                let (new_in, old_in) = r.replace_position()?;
+                Some(PoolsServing {
+                    new_in,
+                    new_total: r.canary.len(),
+                    old_in,
+                    old_total: state.stable.len(),
+                })
+            }),
             decisions: Vec::new(),
             warm: state.warm.clone(),
         }

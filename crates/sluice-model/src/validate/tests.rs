@@ -449,3 +449,71 @@ fn a_flag_release_plan_cannot_match_or_mirror() {
         "{errors:?}"
     );
 }
+
+/// GOOD's service with `rollout` replaced by `block` (indented six spaces).
+fn with_rollout(block: &str) -> String {
+    let start = GOOD.find("    rollout:\n").unwrap();
+    format!("{}    rollout:\n{block}", &GOOD[..start])
+}
+
+#[test]
+fn a_rolling_plan_reads_its_fields_and_names_its_mistakes() {
+    let good = with_rollout(
+        "      strategy: rolling\n      max_surge: 25%\n      max_unavailable: 1\n      health_check: { path: /ready, interval: 500ms, expect: 200-399 }\n",
+    );
+    let config = Config::from_yaml(&good).unwrap();
+    let rollout = config.services[0].rollout.as_ref().unwrap();
+    assert_eq!(rollout.surge(10), 3);
+    assert_eq!(rollout.unavailable(10), 1);
+    let check = rollout.health_check.as_ref().unwrap();
+    assert_eq!(check.healthy_threshold, 2);
+    assert!(check.expect.contains(302) && !check.expect.contains(404));
+    assert!(rollout.plan().is_empty(), "the plan is made from the pools");
+
+    let bad = with_rollout(
+        "      strategy: rolling\n      max_surge: 0\n      max_unavailable: 0%\n      step_weights: [10]\n      retry_after: 3s\n      health_check: { path: ready, healthy_threshold: 0 }\n",
+    );
+    let errors = Config::from_yaml(&bad).unwrap_err().errors();
+    let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+    for path in [
+        "services[0].rollout.max_surge",
+        "services[0].rollout.strategy",
+        "services[0].rollout.retry_after",
+        "services[0].rollout.health_check.path",
+        "services[0].rollout.health_check.healthy_threshold",
+    ] {
+        assert!(paths.contains(&path), "{path} missing from {errors:?}");
+    }
+    let text = Config::from_yaml(&with_rollout("      max_surge: \"150%\"\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        text.contains("services[0].rollout.max_surge") && text.contains("150%"),
+        "{text}"
+    );
+}
+
+#[test]
+fn rolling_fields_belong_to_their_strategies() {
+    let canary = GOOD.replace(
+        "      interval: 30s\n",
+        "      interval: 30s\n      max_surge: 1\n      health_check: {}\n",
+    );
+    let errors = Config::from_yaml(&canary).unwrap_err().errors();
+    assert!(errors
+        .iter()
+        .any(|e| e.path == "services[0].rollout.max_surge"
+            && e.message == "only the `rolling` strategy uses it"));
+    assert!(errors
+        .iter()
+        .any(|e| e.path == "services[0].rollout.health_check"));
+    let recreate =
+        with_rollout("      strategy: recreate\n      retry_after: 2s\n      max_unavailable: 1\n");
+    let errors = Config::from_yaml(&recreate).unwrap_err().errors();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].path, "services[0].rollout.max_unavailable");
+    let fine = with_rollout("      strategy: recreate\n      retry_after: 2s\n");
+    let config = Config::from_yaml(&fine).unwrap();
+    let rollout = config.services[0].rollout.as_ref().unwrap();
+    assert_eq!(rollout.gap_retry_after(), Duration::from_secs(2));
+}

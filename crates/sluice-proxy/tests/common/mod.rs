@@ -301,6 +301,7 @@ pub fn routing(
             match_active: false,
             cohort: None,
             mirror_active: false,
+            unavailable: None,
         },
     )])
 }

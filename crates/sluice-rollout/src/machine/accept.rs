@@ -59,6 +59,12 @@ pub fn can_accept(state: &ServiceState, event: &Event, now: Timestamp) -> Result
     };
     match (event, phase) {
         (Event::Promote | Event::Abort | Event::Reject { .. }, _) => Ok(()),
+        (Event::Analysis(_), Phase::Progressing) if rollout.waits_for_admission() => {
+            Err(RejectReason::NotDue {
+                service: service(),
+                id,
+            })
+        }
         (Event::Analysis(_), Phase::Progressing) => match rollout.next_analysis_at {
             Some(due) if now < due => Err(RejectReason::NotDue {
                 service: service(),
@@ -70,7 +76,11 @@ pub fn can_accept(state: &ServiceState, event: &Event, now: Timestamp) -> Result
             service: service(),
             id,
         }),
-        (Event::Tick, Phase::Progressing) if pause_over(rollout, now) => Ok(()),
+        (Event::Tick, Phase::Progressing)
+            if pause_over(rollout, now) || rollout.waits_for_admission() =>
+        {
+            Ok(())
+        }
         (Event::Tick, Phase::Paused)
             if rollout.approval_deadline().is_some_and(|end| now >= end) =>
         {

@@ -50,6 +50,11 @@ fn pct(p: f64) -> Weight {
     Weight::from_percent(p).expect("test weight")
 }
 
+/// For the sibling modules' tests: a run with only a verdict.
+pub(super) fn run_with(verdict: Verdict) -> AnalysisRun {
+    run(verdict)
+}
+
 /// A run with only a verdict and a reason.
 fn run(verdict: Verdict) -> AnalysisRun {
     AnalysisRun {

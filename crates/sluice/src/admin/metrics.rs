@@ -100,6 +100,21 @@ pub async fn render(State(state): State<AdminState>) -> impl IntoResponse {
         );
     }
 
+    gauge_header(
+        &mut out,
+        "sluice_endpoint_healthy",
+        "1 when a new endpoint of a rolling or recreate rollout passes its health checks, else 0.",
+    );
+    for (service, endpoint, healthy) in state.controller.endpoint_health() {
+        let _ = writeln!(
+            out,
+            "sluice_endpoint_healthy{{service=\"{}\",endpoint=\"{}\"}} {}",
+            escape(&service),
+            escape(&endpoint),
+            u8::from(healthy)
+        );
+    }
+
     render_checks(&mut out, &states);
     render_sequential(&mut out, &states);
 

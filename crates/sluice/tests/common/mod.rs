@@ -31,6 +31,8 @@ pub struct Behaviour {
     pub delay_ms: AtomicU64,
     /// Answer 500 to every request whose `x-tenant` is this one.
     pub fail_tenant: Mutex<Option<String>>,
+    /// Answer `/healthz` with 503 (else 200, like any path).
+    pub unhealthy: AtomicBool,
 }
 
 /// A real HTTP/1.1 server that answers `name` and counts requests.
@@ -62,6 +64,21 @@ impl Upstream {
                     let service = service_fn(move |req: Request<Incoming>| {
                         let (b, s) = (b.clone(), s.clone());
                         async move {
+                            if req.uri().path() == "/healthz" {
+                                // Health probes are not traffic: not counted in `served`.
+                                let status = if b.unhealthy.load(Ordering::Relaxed) {
+                                    503
+                                } else {
+                                    200
+                                };
+                                return Ok::<_, Infallible>(
+                                    Response::builder()
+                                        .status(status)
+                                        .header("x-upstream", name)
+                                        .body(Full::new(Bytes::from(name)))
+                                        .unwrap(),
+                                );
+                            }
                             let n = s.fetch_add(1, Ordering::Relaxed) + 1;
                             let delay = b.delay_ms.load(Ordering::Relaxed);
                             if delay > 0 {
