@@ -178,12 +178,14 @@ pub(crate) fn validate_mirror(
     path: &str,
     errors: &mut Vec<FieldError>,
 ) {
-    let mirrors = rollout.strategy.mirrors();
+    let mirrors = rollout.is_mirroring();
     match &rollout.mirror {
-        Some(mirror) if mirrors => mirror.problems(&format!("{path}.mirror"), errors),
+        Some(mirror) if rollout.strategy.mirrors() => {
+            mirror.problems(&format!("{path}.mirror"), errors)
+        }
         Some(_) => errors.push(FieldError {
             path: format!("{path}.mirror"),
-            message: "only the `shadow` strategy mirrors requests".to_string(),
+            message: "only the `shadow` and `blue_green` strategies mirror requests".to_string(),
         }),
         None => {}
     }
@@ -194,7 +196,7 @@ pub(crate) fn validate_mirror(
         if !mirrors {
             errors.push(FieldError {
                 path: format!("{path}.checks[{i}].metric"),
-                message: "mirror_mismatch_rate needs mirrored requests (`strategy: shadow`)"
+                message: "mirror_mismatch_rate needs mirrored requests (`strategy: shadow`, or `blue_green` with `mirror`)"
                     .to_string(),
             });
         }
@@ -205,5 +207,16 @@ pub(crate) fn validate_mirror(
                     .to_string(),
             });
         }
+    }
+}
+
+// === impl RolloutSpec (mirroring) ===
+
+impl crate::RolloutSpec {
+    /// Whether a rollout of this plan mirrors requests to the canary:
+    /// always for `shadow`, for `blue_green` when `mirror` is set.
+    pub fn is_mirroring(&self) -> bool {
+        self.strategy == crate::Strategy::Shadow
+            || (self.strategy.mirrors() && self.mirror.is_some())
     }
 }

@@ -324,8 +324,8 @@ impl Shared {
             .service(&state.service)
             .and_then(|s| s.rollout.as_ref());
         let ab = spec.is_some_and(|r| r.strategy == sluice_model::Strategy::Ab);
-        // A strategy that mirrors (shadow), or any plan with `mirror`.
-        let mirrors = spec.is_some_and(|r| r.strategy.mirrors() || r.mirror.is_some());
+        // Shadow, or blue-green with `mirror`.
+        let mirrors = spec.is_some_and(|r| r.is_mirroring());
         let in_progress = state.rollout.as_ref().is_some_and(|r| !r.phase.is_final());
         let rolling_back = state
             .rollout

@@ -283,3 +283,43 @@ async fn a_cohort_plan_moves_tenants_step_by_step() {
     assert!(text.contains("canary for all tenants"), "{text}");
     assert!(v1.served.load(Ordering::Relaxed) > 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blue_green_with_mirror_judges_green_on_copies_of_user_traffic() {
+    let (v1, v2) = (Upstream::start("v1").await, Upstream::start("v2").await);
+    let dir = tempfile::tempdir().unwrap();
+    let sluice = Sluice::start(
+        dir.path(),
+        &service_config(
+            &v1.endpoint(),
+            &v2.endpoint(),
+            &blue_green("      mirror: { percent: 100 }\n"),
+        ),
+    );
+    let client = client();
+    let status = eventually(Duration::from_secs(30), "green to be promoted", || async {
+        // User traffic only (no forced header): answered by blue, copied to green.
+        for _ in 0..10 {
+            let (_, upstream, _) = get(&client, sluice.proxy, "/", &[]).await;
+            let status = rollout_status(&client, &sluice).await;
+            if status["phase"] == "Progressing" {
+                assert_eq!(upstream, "v1", "users stay on blue while green is judged");
+            }
+        }
+        let status = rollout_status(&client, &sluice).await;
+        (status["phase"] == "Succeeded").then_some(status)
+    })
+    .await;
+    let decisions = status["decisions"].as_array().unwrap();
+    let judged = decisions
+        .iter()
+        .filter(|d| {
+            d["analysis"]["canary_requests"]
+                .as_u64()
+                .is_some_and(|n| n >= 5)
+        })
+        .count();
+    assert!(judged >= 3, "each run saw mirrored requests: {status}");
+    assert!(v2.served.load(Ordering::Relaxed) >= 15);
+    assert_eq!(get(&client, sluice.proxy, "/", &[]).await.1, "v2");
+}
