@@ -251,7 +251,17 @@ services:
         - pause: manual
       checks:
         - {{ metric: success_rate, min: 90 }}
+  - name: search
+    match: {{ path_prefix: /search }}
+    versions:
+      stable: {{ endpoints: ["{}"] }}
+      canary: {{ endpoints: ["{}"] }}
+    rollout:
+      strategy: shadow
+      interval: 1h
 "#,
+        v1.endpoint(),
+        v2.endpoint(),
         v1.endpoint(),
         v2.endpoint()
     );
@@ -260,6 +270,7 @@ services:
     let metrics = eventually(Duration::from_secs(20), "an analysis run", || async {
         for _ in 0..10 {
             get(&client, running.proxy, "/", &[]).await;
+            get(&client, running.proxy, "/search", &[]).await;
         }
         let (status, _, _) = post_json(
             &client,

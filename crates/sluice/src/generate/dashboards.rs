@@ -257,7 +257,15 @@ fn rollouts() -> Value {
             "increase(sluice_rollout_decisions_total[$__rate_interval])",
             "decisions",
         )],
-    );
+    )
+    .add("timeseries", "Shadow: mismatching pairs", "percentunit", &[Query(
+        "sum by (service) (rate(sluice_mirror_requests_total{service=~\"$service\",result=\"mismatch\"}[$__rate_interval]))\n/\nsum by (service) (rate(sluice_mirror_requests_total{service=~\"$service\"}[$__rate_interval]))",
+        "{{service}}",
+    )])
+    .add("timeseries", "Shadow: mismatches by reason, mirrors dropped", "reqps", &[
+        Query("sum by (service, reason) (rate(sluice_mirror_mismatches_total{service=~\"$service\"}[$__rate_interval]))", "{{service}} mismatch {{reason}}"),
+        Query("sum by (service, reason) (rate(sluice_mirror_dropped_total{service=~\"$service\"}[$__rate_interval]))", "{{service}} dropped {{reason}}"),
+    ]);
     grid.dashboard(
         "sluice-rollouts",
         "sluice / Rollout progress",
