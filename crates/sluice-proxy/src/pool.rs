@@ -8,7 +8,10 @@
 //! upstream). Stale entries are dropped lazily, on checkout. A request sent
 //! on a reused connection that turns out to be closed before any byte of the
 //! request was written is sent again once on a fresh connection, so that
-//! upstream keep-alive timeouts never show as 502s.
+//! upstream keep-alive timeouts never show as 502s. A bodiless idempotent
+//! request whose reused connection closes after it was written but before
+//! any response byte (the same timeout, racing the write) is sent again
+//! once too.
 //!
 //! This replaces hyper-util's legacy client on the request path: no
 //! per-request pool key hashing, no connect racing, no spawned
@@ -22,6 +25,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use http::{Request, Response};
+use hyper::body::Body as _;
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
@@ -95,13 +99,23 @@ impl Connector {
             Some(sender) => (sender, true),
             None => (self.connect(endpoint).await?, false),
         };
+        // A bodiless idempotent request can be sent again if a reused
+        // connection closes before its response begins (the upstream's
+        // keep-alive timeout racing our write), as nginx and browsers do.
+        let replay = (reused && request.body().is_end_stream() && idempotent(request.method()))
+            .then(|| replay_of(&request));
         let response = match sender.try_send_request(request).await {
             Ok(response) => response,
-            Err(mut error) => match error.take_message() {
+            Err(mut error) => match (error.take_message(), replay) {
                 // The upstream closed the idle connection (keep-alive timeout)
                 // before it got any of the request: safe to send it again.
-                Some(request) if reused => {
+                (Some(request), _) if reused => {
                     tracing::debug!(endpoint = %endpoint.address, "idle connection was closed; reconnecting");
+                    sender = self.connect(endpoint).await?;
+                    sender.send_request(request).await?
+                }
+                (None, Some(request)) if closed_before_response(error.error()) => {
+                    tracing::debug!(endpoint = %endpoint.address, "reused connection closed before the response; sending again");
                     sender = self.connect(endpoint).await?;
                     sender.send_request(request).await?
                 }
@@ -140,6 +154,48 @@ impl Connector {
         });
         Ok(sender)
     }
+}
+
+/// Methods whose request may be sent twice (RFC 9110 §9.2.2), CONNECT aside.
+fn idempotent(method: &http::Method) -> bool {
+    use http::Method;
+    [
+        Method::GET,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::PUT,
+        Method::DELETE,
+    ]
+    .contains(method)
+}
+
+/// The same request head with an empty body (extensions are not copied).
+fn replay_of(request: &Request<RequestBody>) -> Request<RequestBody> {
+    let mut again = Request::new(RequestBody::Buffered(None));
+    *again.method_mut() = request.method().clone();
+    *again.uri_mut() = request.uri().clone();
+    *again.version_mut() = request.version();
+    *again.headers_mut() = request.headers().clone();
+    again
+}
+
+/// The connection ended before any response byte: closed or reset.
+fn closed_before_response(error: &hyper::Error) -> bool {
+    if error.is_incomplete_message() || error.is_canceled() {
+        return true;
+    }
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<io::Error>() {
+            return matches!(
+                io.kind(),
+                io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+            );
+        }
+        source = cause.source();
+    }
+    false
 }
 
 // === impl IdleConnections ===

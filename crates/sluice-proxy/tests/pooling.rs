@@ -1,7 +1,8 @@
 //! Upstream connection reuse: keep-alive connections carry request after
 //! request, and an upstream that closes its idle connections (keep-alive
 //! timeout) never turns into a 502 — the request is sent again on a fresh
-//! connection when the reused one was closed before it got the request.
+//! connection when the reused one was closed before it got the request, or
+//! (for a bodiless idempotent request) closed before it answered.
 
 mod common;
 
@@ -27,6 +28,9 @@ enum AfterResponse {
     /// Closes the connection once it has been idle for [`UPSTREAM_IDLE`],
     /// without having said so (no `Connection: close`): a keep-alive timeout.
     CloseWhenIdle,
+    /// Reads the second request on a connection, then closes it unanswered:
+    /// the keep-alive timeout firing just as a reused connection is written to.
+    CloseOnSecondRequest,
 }
 
 /// An HTTP/1.1 upstream on a raw socket answering `ok` to every GET;
@@ -48,11 +52,14 @@ async fn raw_upstream(after: AfterResponse) -> (SocketAddr, Arc<AtomicUsize>) {
 async fn serve_raw(mut stream: TcpStream, after: AfterResponse) {
     let mut buffer = Vec::new();
     let mut chunk = [0u8; 4096];
+    let mut served = 0;
     loop {
         // Requests through the proxy here are GETs without a body.
         while !buffer.windows(4).any(|w| w == b"\r\n\r\n") {
             let read = match after {
-                AfterResponse::KeepAlive => stream.read(&mut chunk).await,
+                AfterResponse::KeepAlive | AfterResponse::CloseOnSecondRequest => {
+                    stream.read(&mut chunk).await
+                }
                 AfterResponse::CloseWhenIdle => {
                     match tokio::time::timeout(UPSTREAM_IDLE, stream.read(&mut chunk)).await {
                         Ok(read) => read,
@@ -68,6 +75,10 @@ async fn serve_raw(mut stream: TcpStream, after: AfterResponse) {
         }
         let end = buffer.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
         buffer.drain(..end);
+        if matches!(after, AfterResponse::CloseOnSecondRequest) && served == 1 {
+            return;
+        }
+        served += 1;
         let response = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
         if stream.write_all(response).await.is_err() {
             return;
@@ -98,6 +109,23 @@ async fn upstream_closing_idle_connections_never_causes_a_502() {
         (50..500).contains(&accepted),
         "{accepted} upstream connections: expected one per pause, reused in between"
     );
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_get_whose_reused_connection_closes_unanswered_is_sent_again() {
+    let (stable, accepted) = raw_upstream(AfterResponse::CloseOnSecondRequest).await;
+    let proxy = start_proxy(&web_config(stable, stable, ""), HashMap::new()).await;
+    let client = client();
+    for _ in 0..20 {
+        let answer = get(&client, &proxy.url("/"), "h", &[]).await;
+        assert_eq!(
+            (answer.status, answer.body.as_str()),
+            (StatusCode::OK, "ok")
+        );
+    }
+    // Every connection after the first carried a request sent again.
+    assert_eq!(accepted.load(Ordering::Relaxed), 20);
     proxy.stop().await;
 }
 
