@@ -1,12 +1,13 @@
 //! The admin API (axum) on its own listener: JSON for rollouts and their
 //! decisions, the operator's actions (behind a bearer token when one is
-//! set), `/metrics`, `/healthz`, `/readyz`. Errors are RFC 9457
-//! `application/problem+json`.
+//! set), `/metrics`, `/healthz`, `/readyz`, per-version traffic series.
+//! Errors are RFC 9457 `application/problem+json`.
 
 mod breakers;
 mod flags;
 mod metrics;
 mod problem;
+mod series;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -46,6 +47,7 @@ pub struct AdminState {
 }
 
 pub fn router(state: AdminState) -> Router {
+    let series = series::Series::start(&state.controller);
     let mutating = Router::new()
         .route("/api/v1/rollouts/{service}/start", post(start))
         .route("/api/v1/rollouts/{service}/{action}", post(action))
@@ -66,6 +68,7 @@ pub fn router(state: AdminState) -> Router {
         .merge(breakers::reads())
         .merge(flags::reads())
         .merge(crate::flags::ofrep::routes())
+        .merge(series::routes(series))
         .merge(mutating)
         .fallback(|method: Method, uri: axum::http::Uri| async move {
             Problem::new(

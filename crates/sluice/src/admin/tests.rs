@@ -238,3 +238,25 @@ async fn metrics_show_weight_and_phase() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn the_series_of_a_service_is_served_and_an_unknown_one_is_404() {
+    let app = admin(None, true).await;
+    let (status, _, body) = call(&app, "GET", "/api/v1/rollouts/web/series", None, "").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let series: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(series["service"], "web");
+    assert_eq!(series["interval_ms"], 2000);
+    assert!(series["samples"].is_array());
+    let (status, _, _) = call(&app, "GET", "/api/v1/rollouts/nope/series", None, "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, _) = call(&app, "GET", "/api/v1/rollouts/web/series?bad=1", None, "").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // The status carries the plan for the dashboard's timeline.
+    let (_, _, body) = call(&app, "GET", "/api/v1/rollouts/web", None, "").await;
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        status["plan"],
+        serde_json::json!([{"weight": 10.0}, {"weight": 50.0}])
+    );
+}
