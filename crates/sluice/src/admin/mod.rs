@@ -1,6 +1,6 @@
 //! The admin API (axum) on its own listener: JSON for rollouts and their
 //! decisions, the operator's actions (behind a bearer token when one is
-//! set), `/metrics`, `/healthz`, `/readyz`, per-version traffic series.
+//! set), `/metrics`, `/healthz`, `/readyz`, and the web dashboard at `/ui/`.
 //! Errors are RFC 9457 `application/problem+json`.
 
 mod breakers;
@@ -8,6 +8,7 @@ mod flags;
 mod metrics;
 mod problem;
 mod series;
+mod ui;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -69,6 +70,7 @@ pub fn router(state: AdminState) -> Router {
         .merge(flags::reads())
         .merge(crate::flags::ofrep::routes())
         .merge(series::routes(series))
+        .merge(ui::routes())
         .merge(mutating)
         .fallback(|method: Method, uri: axum::http::Uri| async move {
             Problem::new(
