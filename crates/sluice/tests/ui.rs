@@ -1,0 +1,425 @@
+//! The web dashboard end to end: the real binary with real upstreams and
+//! load, driven in a real headless Chromium through WebDriver (Debian's
+//! `chromium` and `chromium-driver`; scripts/test.sh installs them, and
+//! these tests fail without them). A screenshot of each test is saved under
+//! `target/test-artifacts/ui/`.
+
+mod common;
+#[path = "ui/webdriver.rs"]
+mod webdriver;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+use webdriver::Browser;
+
+const TOKEN: &str = "s3cret";
+const WAIT: Duration = Duration::from_secs(30);
+
+fn artifact(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/test-artifacts/ui")
+        .join(format!("{name}.png"))
+}
+
+fn with_token(config: String) -> String {
+    config.replace(
+        "admin:\n  address: 127.0.0.1:0",
+        &format!("admin:\n  address: 127.0.0.1:0\n  token: {TOKEN}"),
+    )
+}
+
+/// Waits (bounded) until `script` returns something `accept` takes.
+async fn until<T>(
+    browser: &Browser,
+    what: &str,
+    script: &str,
+    accept: impl Fn(&Value) -> Option<T>,
+) -> T {
+    eventually(WAIT, what, || async {
+        accept(&browser.run(script, json!([])).await)
+    })
+    .await
+}
+
+/// The action buttons of the page: (action, disabled).
+async fn action_buttons(browser: &Browser) -> Vec<(String, bool)> {
+    let value = browser
+        .run(
+            "return [...document.querySelectorAll('button[data-action]')]
+                .map(b => [b.dataset.action, b.disabled]);",
+            json!([]),
+        )
+        .await;
+    serde_json::from_value(value).unwrap()
+}
+
+/// The canary weight the services page shows for `web`, in percent.
+const SHOWN_WEIGHT: &str = "const bar = document.querySelector('#services [role=progressbar]');
+    return bar ? Number(bar.getAttribute('aria-valuenow')) : null;";
+
+async fn rollout_phase_shown(browser: &Browser) -> String {
+    browser
+        .run(
+            "const b = document.querySelector('#r-head .badge'); return b ? b.textContent : '';",
+            json!([]),
+        )
+        .await
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_follows_a_running_rollout_without_reload() {
+    let (v1, v2) = (Upstream::start("v1").await, Upstream::start("v2").await);
+    let dir = tempfile::tempdir().unwrap();
+    let plan = "      interval: 1500ms
+      step_weights: [10, 20, 30, 40, 50, 60, 70, 80]
+      min_requests: 5
+      checks:
+        - { metric: success_rate, min: 95 }
+";
+    let sluice = Sluice::start(
+        dir.path(),
+        &service_config(&v1.endpoint(), &v2.endpoint(), plan),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let (_counts, _load) = spawn_load(sluice.proxy, 4, Duration::from_millis(10), stop.clone());
+    let browser = Browser::start().await;
+
+    // `/` sends the browser to the dashboard.
+    browser.goto(&sluice.admin_url()).await;
+    browser.wait_for("#services table", WAIT).await;
+    let url = browser
+        .run("return location.pathname + location.hash;", json!([]))
+        .await;
+    assert_eq!(url, "/ui/#/services");
+    // A marker that a reload would erase.
+    browser.run("window.__noReload = true;", json!([])).await;
+    let first = until(
+        &browser,
+        "a weight on the services page",
+        SHOWN_WEIGHT,
+        |v| v.as_f64(),
+    )
+    .await;
+    let later = until(&browser, "the shown weight to grow", SHOWN_WEIGHT, |v| {
+        v.as_f64().filter(|w| *w > first)
+    })
+    .await;
+    assert!(later > first, "{first} → {later}");
+    let kept = browser
+        .run("return window.__noReload === true;", json!([]))
+        .await;
+    assert_eq!(kept, true, "the page reloaded");
+
+    // The rollout page: timeline, charts from the sampled series, runs, history.
+    let link = browser
+        .wait_for("#services a[href='#/rollouts/web']", WAIT)
+        .await;
+    browser.click(&link).await;
+    browser.wait_for("#r-steps li.done", WAIT).await;
+    until(
+        &browser,
+        "two samples in the charts",
+        "return document.querySelectorAll('#r-charts svg[role=img] path').length;",
+        |v| (v.as_u64()? >= 4).then_some(()),
+    )
+    .await;
+    until(
+        &browser,
+        "an analysis run with its checks",
+        "return document.querySelectorAll('#r-runs details.run td').length;",
+        |v| (v.as_u64()? > 0).then_some(()),
+    )
+    .await;
+    let events = browser
+        .run(
+            "return document.querySelectorAll('#r-events tbody tr').length;",
+            json!([]),
+        )
+        .await;
+    assert!(events.as_u64().unwrap() >= 2, "{events}");
+    let label = browser
+        .run(
+            "return document.querySelector('#r-charts svg[role=img]').getAttribute('aria-label');",
+            json!([]),
+        )
+        .await;
+    assert!(label.as_str().unwrap().contains("latest"), "{label}");
+    browser.screenshot(&artifact("rollout_progressing")).await;
+    browser
+        .run(
+            "document.getElementById('r-charts').scrollIntoView();",
+            json!([]),
+        )
+        .await;
+    browser.screenshot(&artifact("rollout_charts")).await;
+
+    stop.store(true, Ordering::Relaxed);
+    browser.quit().await;
+    drop((v1, v2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_token_a_promote_click_takes_effect_and_abort_and_undo_ask_first() {
+    let (v1, v2) = (Upstream::start("v1").await, Upstream::start("v2").await);
+    let dir = tempfile::tempdir().unwrap();
+    let plan = "      interval: 500ms
+      min_requests: 0
+      steps:
+        - weight: 20
+        - approve: {}
+        - weight: 50
+      checks:
+        - { metric: success_rate, min: 95 }
+";
+    let sluice = Sluice::start(
+        dir.path(),
+        &with_token(service_config(&v1.endpoint(), &v2.endpoint(), plan)),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let (_counts, _load) = spawn_load(sluice.proxy, 2, Duration::from_millis(10), stop.clone());
+    let client = client();
+    let browser = Browser::start().await;
+    browser.goto(&format!("{}/ui/", sluice.admin_url())).await;
+
+    // Sign in: the token is checked and the actions become enabled.
+    let field = browser.wait_for("#token", WAIT).await;
+    browser.type_text(&field, TOKEN).await;
+    let sign_in = browser.wait_for("#signin button[type=submit]", WAIT).await;
+    browser.click(&sign_in).await;
+    until(
+        &browser,
+        "the signed-in banner",
+        "return document.body.dataset.mode;",
+        |v| (v == "actions").then_some(()),
+    )
+    .await;
+
+    browser
+        .goto(&format!("{}/ui/#/rollouts/web", sluice.admin_url()))
+        .await;
+    eventually(WAIT, "the approval step", || async {
+        (phase(&client, sluice.admin).await == "Paused").then_some(())
+    })
+    .await;
+    until(
+        &browser,
+        "promote enabled",
+        "const b = document.querySelector('button[data-action=promote]'); return b && !b.disabled;",
+        |v| (v == true).then_some(()),
+    )
+    .await;
+
+    // Abort asks first; cancelling changes nothing.
+    let abort = browser.wait_for("button[data-action=abort]", WAIT).await;
+    browser.click(&abort).await;
+    until(
+        &browser,
+        "the confirmation dialog",
+        "return document.getElementById('confirm').open;",
+        |v| (v == true).then_some(()),
+    )
+    .await;
+    let text = browser
+        .run(
+            "return document.getElementById('confirm-title').textContent;",
+            json!([]),
+        )
+        .await;
+    assert!(text.as_str().unwrap().contains("Abort"), "{text}");
+    let cancel = browser.wait_for("#confirm-cancel", WAIT).await;
+    browser.click(&cancel).await;
+    let open = browser
+        .run("return document.getElementById('confirm').open;", json!([]))
+        .await;
+    assert_eq!(open, false);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        phase(&client, sluice.admin).await,
+        "Paused",
+        "a cancelled abort acted"
+    );
+
+    // Promote takes effect: the API and the page say Succeeded.
+    let promote = browser.wait_for("button[data-action=promote]", WAIT).await;
+    browser.click(&promote).await;
+    eventually(WAIT, "the promotion", || async {
+        (phase(&client, sluice.admin).await == "Succeeded").then_some(())
+    })
+    .await;
+    eventually(WAIT, "the page to show Succeeded", || async {
+        (rollout_phase_shown(&browser).await == "Succeeded").then_some(())
+    })
+    .await;
+    let status = admin_json(&client, sluice.admin, "/api/v1/rollouts/web").await;
+    assert_eq!(status["stable"], json!([v2.endpoint()]), "{status}");
+    browser.screenshot(&artifact("promoted")).await;
+
+    // Undo asks first too; cancelling keeps v2 serving.
+    until(
+        &browser,
+        "undo enabled",
+        "const b = document.querySelector('button[data-action=undo]'); return b && !b.disabled;",
+        |v| (v == true).then_some(()),
+    )
+    .await;
+    let undo = browser.wait_for("button[data-action=undo]", WAIT).await;
+    browser.click(&undo).await;
+    until(&browser, "the undo confirmation", "const d = document.getElementById('confirm'); return d.open && document.getElementById('confirm-title').textContent;", |v| {
+        v.as_str().filter(|t| t.contains("Undo")).map(str::to_string)
+    })
+    .await;
+    browser.screenshot(&artifact("undo_confirmation")).await;
+    let cancel = browser.wait_for("#confirm-cancel", WAIT).await;
+    browser.click(&cancel).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let status = admin_json(&client, sluice.admin, "/api/v1/rollouts/web").await;
+    assert_eq!(
+        status["stable"],
+        json!([v2.endpoint()]),
+        "a cancelled undo acted"
+    );
+
+    stop.store(true, Ordering::Relaxed);
+    browser.quit().await;
+    drop((v1, v2));
+}
+
+/// A boolean flag ramped by percentage (appended to the service config).
+const FLAGS: &str = "flags:
+  definitions:
+    flags:
+      new-checkout:
+        state: ENABLED
+        variants: { on: true, off: false }
+        defaultVariant: off
+        percentage: 25
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_session_shows_no_enabled_action_and_cannot_act() {
+    let (v1, v2) = (Upstream::start("v1").await, Upstream::start("v2").await);
+    let dir = tempfile::tempdir().unwrap();
+    let config = with_token(service_config(
+        &v1.endpoint(),
+        &v2.endpoint(),
+        "      interval: 1h\n      step_weights: [10, 50]\n",
+    )) + FLAGS;
+    let sluice = Sluice::start(dir.path(), &config);
+    let client = client();
+    let browser = Browser::start().await;
+
+    browser
+        .goto(&format!("{}/ui/#/rollouts/web", sluice.admin_url()))
+        .await;
+    browser
+        .wait_for("#r-actions button[data-action=promote]", WAIT)
+        .await;
+    let mode = browser
+        .run(
+            "return document.getElementById('mode').textContent;",
+            json!([]),
+        )
+        .await;
+    assert!(mode.as_str().unwrap().contains("Read-only"), "{mode}");
+    let buttons = action_buttons(&browser).await;
+    assert!(buttons.len() >= 5, "{buttons:?}");
+    assert!(buttons.iter().all(|(_, disabled)| *disabled), "{buttons:?}");
+
+    // A wrong token is refused at sign-in, and the view stays read-only.
+    let field = browser.wait_for("#token", WAIT).await;
+    browser.type_text(&field, "not-the-token").await;
+    let sign_in = browser.wait_for("#signin button[type=submit]", WAIT).await;
+    browser.click(&sign_in).await;
+    until(
+        &browser,
+        "the refusal",
+        "const e = document.getElementById('error'); return !e.hidden && e.textContent;",
+        |v| {
+            v.as_str()
+                .filter(|t| t.contains("refused"))
+                .map(str::to_string)
+        },
+    )
+    .await;
+    assert_eq!(
+        browser
+            .run("return document.body.dataset.mode;", json!([]))
+            .await,
+        "read-only"
+    );
+
+    // A direct attempt from the page is refused by the server and shown.
+    let status = browser
+        .run_async(
+            "const done = arguments[arguments.length - 1];
+             fetch('/api/v1/rollouts/web/pause', {method: 'POST'}).then(r => done(r.status));",
+            json!([]),
+        )
+        .await;
+    assert_eq!(status, 401);
+    browser
+        .run(
+            "window.Sluice.act('Pause web', 'POST', '/api/v1/rollouts/web/pause');",
+            json!([]),
+        )
+        .await;
+    until(
+        &browser,
+        "the error shown",
+        "const e = document.getElementById('error'); return !e.hidden && e.textContent;",
+        |v| {
+            v.as_str()
+                .filter(|t| t.contains("needs the admin token"))
+                .map(str::to_string)
+        },
+    )
+    .await;
+    assert_eq!(phase(&client, sluice.admin).await, "Progressing");
+
+    // The flags page: state, percentage and variants, and no enabled action.
+    let flags_link = browser.wait_for("nav a[href='#/flags']", WAIT).await;
+    browser.click(&flags_link).await;
+    let row = until(
+        &browser,
+        "the flag row",
+        "const r = document.querySelector('#flags tbody tr'); return r && r.textContent;",
+        |v| v.as_str().map(str::to_string),
+    )
+    .await;
+    assert!(
+        row.contains("new-checkout") && row.contains("enabled"),
+        "{row}"
+    );
+    let percentage = browser
+        .run(
+            "return document.querySelector('#flags input[type=number]').value;",
+            json!([]),
+        )
+        .await;
+    assert_eq!(percentage, "25");
+    let buttons = action_buttons(&browser).await;
+    assert!(
+        !buttons.is_empty() && buttons.iter().all(|(_, d)| *d),
+        "{buttons:?}"
+    );
+    browser.screenshot(&artifact("read_only")).await;
+    let (status, _) = admin_post(
+        &client,
+        sluice.admin,
+        "/api/v1/flags/new-checkout/kill",
+        None,
+    )
+    .await;
+    assert_eq!(status, 401);
+
+    browser.quit().await;
+    drop((v1, v2));
+}
