@@ -254,6 +254,8 @@
       if (link.dataset.section === section) link.setAttribute("aria-current", "page");
       else link.removeAttribute("aria-current");
     }
+    const titles = { services: "Services", breakers: "Circuit breakers", flags: "Feature flags" };
+    document.title = `${route.page === "rollout" ? `Rollout of ${route.service}` : titles[route.page]} · sluice`;
     const main = $("main");
     main.replaceChildren();
     app.pages[route.page].mount(main, route);
@@ -284,7 +286,8 @@
     // A newer refresh (a route change, an action) owns the page now.
     if (generation !== app.generation) return;
     $("updated").textContent = outcome;
-    app.timer = setTimeout(refresh, POLL_MS);
+    // A hidden tab polls slowly; showing it again refreshes at once.
+    app.timer = setTimeout(refresh, document.hidden ? 10 * POLL_MS : POLL_MS);
   }
 
   // === pages: services, breakers, flags ===
@@ -322,7 +325,8 @@
     async update() {
       const [all, transitions] = await Promise.all([
         api("GET", "/api/v1/breakers"), api("GET", "/api/v1/breakers/transitions?limit=50")]);
-      const stateClass = { closed: "ok", open: "bad", half_open: "wait" };
+      const stateClass = { closed: "ok", open: "bad", forced_open: "bad", half_open: "wait", disabled: "idle" };
+      const words = (state) => state.replace("_", " ");
       patch($("breakers"), JSON.stringify(all), () => [
         h("p", {}, all.enabled ? "Breakers are enabled." : "Breakers are switched off globally (SLUICE_BREAKERS_ENABLED or the API).",
           all.disabled_partitions.length ? ` Switched off for: ${all.disabled_partitions.join(", ")}.` : ""),
@@ -332,7 +336,7 @@
             h("th", { class: "num", scope: "col", text: "Failures in a row" }), "Trial calls in", h("th", { class: "num", scope: "col", text: "Fallbacks" })],
           all.breakers.map((b) => h("tr", {},
             h("th", { scope: "row", class: "mono", text: b.id }),
-            h("td", {}, badge(b.state.replace("_", "-"), stateClass[b.state] || "idle"), b.disabled ? " (off)" : ""),
+            h("td", {}, badge(words(b.state), stateClass[b.state] || "idle"), b.disabled ? " (off)" : ""),
             h("td", { text: b.mode }),
             h("td", { class: "num", text: pct(b.failure_rate) }),
             h("td", { class: "num", text: pct(b.slow_call_rate) }),
@@ -346,7 +350,7 @@
         transitions.slice().reverse().map((t) => h("tr", {},
           h("td", { text: when(t.at) }),
           h("td", { class: "mono", text: t.breaker }),
-          h("td", { text: `${t.from} → ${t.to}${t.shadow ? " (shadow: nothing rejected)" : ""}` }),
+          h("td", { text: `${words(t.from)} → ${words(t.to)}${t.shadow ? " (shadow: nothing rejected)" : ""}` }),
           h("td", { text: t.reason }))),
         "No transitions yet."));
     },
@@ -412,6 +416,7 @@
     $("error-close").addEventListener("click", clearError);
     $("skip").addEventListener("click", (event) => { event.preventDefault(); $("main").focus(); });
     window.addEventListener("hashchange", () => { if (parseRoute()) onRoute(true); });
+    document.addEventListener("visibilitychange", () => { if (!document.hidden) refresh(); });
     await refreshSession();
     if (!parseRoute()) history.replaceState(null, "", "#/services");
     onRoute(false);

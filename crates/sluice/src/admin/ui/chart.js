@@ -86,11 +86,15 @@
     }
     for (const s of spec.series) {
       let d = "", pen = "M";
-      for (const [t, v] of s.points) {
-        if (v === null || v === undefined) { pen = "M"; continue; }
+      s.points.forEach(([t, v], i) => {
+        if (v === null || v === undefined) { pen = "M"; return; }
+        const next = s.points[i + 1];
+        const alone = pen === "M" && (!next || next[1] === null || next[1] === undefined);
+        // A point with no neighbour is a dot, not an invisible zero-length line.
+        if (alone) root.append(svg("circle", { cx: x(t).toFixed(1), cy: y(v).toFixed(1), r: 2.5, fill: s.color }));
         d += `${pen}${x(t).toFixed(1)},${y(v).toFixed(1)} `;
         pen = "L";
-      }
+      });
       if (d) {
         root.append(svg("path", {
           d, fill: "none", stroke: s.color, "stroke-width": 2,
