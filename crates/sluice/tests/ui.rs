@@ -78,11 +78,18 @@ async fn rollout_phase_shown(browser: &Browser) -> String {
 async fn the_dashboard_follows_a_running_rollout_without_reload() {
     let (v1, v2) = (Upstream::start("v1").await, Upstream::start("v2").await);
     let dir = tempfile::tempdir().unwrap();
+    // A rollout, and (keys of the service after its rollout block) a
+    // circuit breaker per version, in shadow mode.
     let plan = "      interval: 1500ms
       step_weights: [10, 20, 30, 40, 50, 60, 70, 80]
       min_requests: 5
       checks:
         - { metric: success_rate, min: 95 }
+    breaker:
+      policy: watch
+breakers:
+  policies:
+    watch: { mode: shadow, failure_threshold: 50 }
 ";
     let sluice = Sluice::start(
         dir.path(),
@@ -117,6 +124,7 @@ async fn the_dashboard_follows_a_running_rollout_without_reload() {
         .run("return window.__noReload === true;", json!([]))
         .await;
     assert_eq!(kept, true, "the page reloaded");
+    browser.screenshot(&artifact("services")).await;
 
     // The rollout page: timeline, charts from the sampled series, runs, history.
     let link = browser
@@ -160,6 +168,51 @@ async fn the_dashboard_follows_a_running_rollout_without_reload() {
         )
         .await;
     browser.screenshot(&artifact("rollout_charts")).await;
+
+    // Breakers: state per version, and a transition made through the API.
+    let (status, body) = admin_post(
+        &client(),
+        sluice.admin,
+        "/api/v1/breakers/web:stable/open",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    browser
+        .goto(&format!("{}/ui/#/breakers", sluice.admin_url()))
+        .await;
+    let rows = until(
+        &browser,
+        "both breakers",
+        "return [...document.querySelectorAll('#breakers tbody tr')].map(r => r.textContent);",
+        |v| {
+            let rows: Vec<String> = serde_json::from_value(v.clone()).ok()?;
+            (rows.len() == 2).then_some(rows)
+        },
+    )
+    .await;
+    assert!(
+        rows.iter()
+            .any(|r| r.contains("web:stable") && r.contains("forced open")),
+        "{rows:?}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r.contains("web:canary") && r.contains("closed")),
+        "{rows:?}"
+    );
+    until(
+        &browser,
+        "the transition",
+        "const r = document.querySelector('#transitions tbody tr'); return r && r.textContent;",
+        |v| {
+            v.as_str()
+                .filter(|t| t.contains("closed → forced open"))
+                .map(str::to_string)
+        },
+    )
+    .await;
+    browser.screenshot(&artifact("breakers")).await;
 
     stop.store(true, Ordering::Relaxed);
     browser.quit().await;
