@@ -234,7 +234,7 @@ async fn with_the_token_a_promote_click_takes_effect_and_abort_and_undo_ask_firs
 ";
     let sluice = Sluice::start(
         dir.path(),
-        &with_token(service_config(&v1.endpoint(), &v2.endpoint(), plan)),
+        &(with_token(service_config(&v1.endpoint(), &v2.endpoint(), plan)) + FLAGS),
     );
     let stop = Arc::new(AtomicBool::new(false));
     let (_counts, _load) = spawn_load(sluice.proxy, 2, Duration::from_millis(10), stop.clone());
@@ -287,6 +287,11 @@ async fn with_the_token_a_promote_click_takes_effect_and_abort_and_undo_ask_firs
         )
         .await;
     assert!(text.as_str().unwrap().contains("Abort"), "{text}");
+    // The dialog takes the keyboard focus, on the harmless choice.
+    let focused = browser
+        .run("return document.activeElement.id;", json!([]))
+        .await;
+    assert_eq!(focused, "confirm-cancel");
     let cancel = browser.wait_for("#confirm-cancel", WAIT).await;
     browser.click(&cancel).await;
     let open = browser
@@ -339,6 +344,32 @@ async fn with_the_token_a_promote_click_takes_effect_and_abort_and_undo_ask_firs
         json!([v2.endpoint()]),
         "a cancelled undo acted"
     );
+
+    // Flags: kill one, then move its percentage.
+    let flags_link = browser.wait_for("nav a[href='#/flags']", WAIT).await;
+    browser.click(&flags_link).await;
+    let kill = browser
+        .wait_for("#flags button[data-action=kill]", WAIT)
+        .await;
+    browser.click(&kill).await;
+    browser
+        .wait_for("#flags button[data-action=revive]", WAIT)
+        .await;
+    let flag = admin_json(&client, sluice.admin, "/api/v1/flags/new-checkout").await;
+    assert_eq!(flag["flag"]["killed"], true, "{flag}");
+    let field = browser.wait_for("#flags input[type=number]", WAIT).await;
+    browser.clear(&field).await;
+    browser.type_text(&field, "40").await;
+    let set = browser
+        .wait_for("#flags button[data-action=percentage]", WAIT)
+        .await;
+    browser.click(&set).await;
+    eventually(WAIT, "the new percentage", || async {
+        let flag = admin_json(&client, sluice.admin, "/api/v1/flags/new-checkout").await;
+        (flag["flag"]["percentage"] == 40.0).then_some(())
+    })
+    .await;
+    browser.screenshot(&artifact("flags_signed_in")).await;
 
     stop.store(true, Ordering::Relaxed);
     browser.quit().await;

@@ -175,6 +175,16 @@ impl Browser {
         .await;
     }
 
+    /// Empties an input.
+    pub async fn clear(&self, element: &str) {
+        self.call(
+            "POST",
+            &self.at(&format!("/element/{element}/clear")),
+            Some(json!({})),
+        )
+        .await;
+    }
+
     pub async fn type_text(&self, element: &str, text: &str) {
         self.call(
             "POST",
@@ -233,8 +243,7 @@ impl Drop for Browser {
     }
 }
 
-/// Every process below `root`, from /proc (children before their parents
-/// are no concern: all get SIGKILL).
+/// Every process below `root` (its children, theirs, …), read from /proc.
 fn descendants(root: u32) -> Vec<u32> {
     let mut parents: Vec<(u32, u32)> = Vec::new();
     if let Ok(entries) = std::fs::read_dir("/proc") {
