@@ -11,11 +11,11 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::extract::{Path, Query};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
 use sluice_analysis::VersionWindow;
 use sluice_proxy::Slot;
@@ -177,36 +177,28 @@ struct SeriesBody {
 
 /// `GET /api/v1/rollouts/{service}/series[?since=MS]`.
 pub fn routes(series: Arc<Series>) -> Router<AdminState> {
-    Router::new().route(
-        "/api/v1/rollouts/{service}/series",
-        get(
-            move |state: axum::extract::State<AdminState>,
-                  Path(service): Path<String>,
-                  query: Result<Query<SeriesQuery>, axum::extract::rejection::QueryRejection>| {
-                let series = series.clone();
-                async move {
-                    let Query(query) = match query {
-                        Ok(query) => query,
-                        Err(e) => {
-                            return Problem::new(StatusCode::BAD_REQUEST, e.body_text())
-                                .into_response()
-                        }
-                    };
-                    if state.controller.state(&service).is_none() {
-                        return Problem::not_found(&service).into_response();
-                    }
-                    let samples = series.samples(&service, query.since.unwrap_or(0));
-                    Json(SeriesBody {
-                        service,
-                        interval_ms: u64::try_from(SAMPLE_EVERY.as_millis()).unwrap_or(2000),
-                        capacity: CAPACITY,
-                        samples,
-                    })
-                    .into_response()
-                }
-            },
-        ),
-    )
+    Router::new()
+        .route("/api/v1/rollouts/{service}/series", get(serve))
+        .layer(Extension(series))
+}
+
+async fn serve(
+    State(state): State<AdminState>,
+    Extension(series): Extension<Arc<Series>>,
+    Path(service): Path<String>,
+    query: Result<Query<SeriesQuery>, QueryRejection>,
+) -> Result<Json<SeriesBody>, Problem> {
+    let Query(query) = query.map_err(|e| Problem::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    if state.controller.state(&service).is_none() {
+        return Err(Problem::not_found(&service));
+    }
+    let samples = series.samples(&service, query.since.unwrap_or(0));
+    Ok(Json(SeriesBody {
+        service,
+        interval_ms: u64::try_from(SAMPLE_EVERY.as_millis()).unwrap_or(2000),
+        capacity: CAPACITY,
+        samples,
+    }))
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! Content-Security-Policy allows only this origin's script and style, so no
 //! inline script or style attribute ever runs.
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -31,16 +31,17 @@ pub fn routes() -> Router<AdminState> {
     Router::new()
         .route("/", get(|| async { Redirect::to("/ui/") }))
         .route("/ui", get(|| async { Redirect::to("/ui/") }))
-        .route("/ui/", get(|headers: HeaderMap| async move { asset(&headers, "index.html") }))
-        .route(
-            "/ui/{file}",
-            get(
-                |headers: HeaderMap, axum::extract::Path(file): axum::extract::Path<String>| async move {
-                    asset(&headers, &file)
-                },
-            ),
-        )
+        .route("/ui/", get(index))
+        .route("/ui/{file}", get(file))
         .route("/api/v1/session", get(session))
+}
+
+async fn index(headers: HeaderMap) -> Response {
+    asset(&headers, "index.html")
+}
+
+async fn file(headers: HeaderMap, Path(name): Path<String>) -> Response {
+    asset(&headers, &name)
 }
 
 /// An embedded file with its type, a validator and the security headers.
