@@ -214,6 +214,33 @@ breakers:
     .await;
     browser.screenshot(&artifact("breakers")).await;
 
+    // Without a token, a page of another site still cannot act through the
+    // operator's browser: its form post is refused.
+    let phase_before = phase(&client(), sluice.admin).await;
+    let form = format!(
+        "data:text/html,<form method=post action='{}/api/v1/rollouts/web/abort'></form>\
+         <script>document.forms[0].submit()</script>",
+        sluice.admin_url()
+    );
+    browser.goto(&form).await;
+    let answer = until(
+        &browser,
+        "the refusal page",
+        "return document.body ? document.body.textContent : '';",
+        |v| {
+            v.as_str()
+                .filter(|t| t.contains("another site"))
+                .map(str::to_string)
+        },
+    )
+    .await;
+    assert!(answer.contains("403"), "{answer}");
+    let phase_after = phase(&client(), sluice.admin).await;
+    assert!(
+        phase_after != "RolledBack",
+        "{phase_before} → {phase_after}"
+    );
+
     stop.store(true, Ordering::Relaxed);
     browser.quit().await;
     drop((v1, v2));

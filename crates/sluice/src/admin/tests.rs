@@ -339,3 +339,42 @@ async fn the_series_of_a_service_is_served_and_an_unknown_one_is_404() {
         serde_json::json!([{"weight": 10.0}, {"weight": 50.0}])
     );
 }
+
+#[tokio::test]
+async fn a_change_sent_from_another_site_is_refused() {
+    let app = admin(None, true).await;
+    let post = |headers: &[(&str, &str)]| {
+        let mut request =
+            Request::post("/api/v1/rollouts/web/pause").header(header::HOST, "127.0.0.1:9090");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let app = app.clone();
+        let request = request.body(Body::empty()).unwrap();
+        async move { app.oneshot(request).await.unwrap().status() }
+    };
+    assert_eq!(
+        post(&[("origin", "https://evil.example")]).await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        post(&[("sec-fetch-site", "cross-site")]).await,
+        StatusCode::FORBIDDEN
+    );
+    // Reads stay open to any page; nothing was changed.
+    let (status, _, body) = call(&app, "GET", "/api/v1/rollouts/web", None, "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("\"phase\":\"Progressing\""), "{body}");
+    // The dashboard on this address and the CLI (no Origin) may act.
+    assert_eq!(
+        post(&[
+            ("origin", "http://127.0.0.1:9090"),
+            ("sec-fetch-site", "same-origin")
+        ])
+        .await,
+        StatusCode::OK
+    );
+    let (_, _, body) = call(&app, "GET", "/api/v1/rollouts/web", None, "").await;
+    assert!(body.contains("\"phase\":\"Paused\""), "{body}");
+    assert_eq!(post(&[]).await, StatusCode::OK);
+}
