@@ -362,8 +362,16 @@ async fn with_the_token_a_promote_click_takes_effect_and_abort_and_undo_ask_firs
     })
     .await;
     browser.screenshot(&artifact("undo_confirmation")).await;
+    // From the keyboard: Escape dismisses it.
     let cancel = browser.wait_for("#confirm-cancel", WAIT).await;
-    browser.click(&cancel).await;
+    browser.type_text(&cancel, "\u{E00C}").await;
+    until(
+        &browser,
+        "the dialog closed by Escape",
+        "return document.getElementById('confirm').open;",
+        |v| (v == false).then_some(()),
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let status = admin_json(&client, sluice.admin, "/api/v1/rollouts/web").await;
     assert_eq!(
