@@ -14,11 +14,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use serde_json::{json, Value};
-use webdriver::Browser;
+use serde_json::json;
+use webdriver::{Browser, WAIT};
 
 const TOKEN: &str = "s3cret";
-const WAIT: Duration = Duration::from_secs(30);
 
 fn artifact(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -33,26 +32,12 @@ fn with_token(config: String) -> String {
     )
 }
 
-/// Waits (bounded) until `script` returns something `accept` takes.
-async fn until<T>(
-    browser: &Browser,
-    what: &str,
-    script: &str,
-    accept: impl Fn(&Value) -> Option<T>,
-) -> T {
-    eventually(WAIT, what, || async {
-        accept(&browser.run(script, json!([])).await)
-    })
-    .await
-}
-
 /// The action buttons of the page: (action, disabled).
 async fn action_buttons(browser: &Browser) -> Vec<(String, bool)> {
     let value = browser
-        .run(
+        .eval(
             "return [...document.querySelectorAll('button[data-action]')]
                 .map(b => [b.dataset.action, b.disabled]);",
-            json!([]),
         )
         .await;
     serde_json::from_value(value).unwrap()
@@ -64,10 +49,7 @@ const SHOWN_WEIGHT: &str = "const bar = document.querySelector('#services [role=
 
 async fn rollout_phase_shown(browser: &Browser) -> String {
     browser
-        .run(
-            "const b = document.querySelector('#r-head .badge'); return b ? b.textContent : '';",
-            json!([]),
-        )
+        .eval("const b = document.querySelector('#r-head .badge'); return b ? b.textContent : '';")
         .await
         .as_str()
         .unwrap_or("")
@@ -103,26 +85,23 @@ breakers:
     browser.goto(&sluice.admin_url()).await;
     browser.wait_for("#services table", WAIT).await;
     let url = browser
-        .run("return location.pathname + location.hash;", json!([]))
+        .eval("return location.pathname + location.hash;")
         .await;
     assert_eq!(url, "/ui/#/services");
     // A marker that a reload would erase.
-    browser.run("window.__noReload = true;", json!([])).await;
-    let first = until(
-        &browser,
-        "a weight on the services page",
-        SHOWN_WEIGHT,
-        |v| v.as_f64(),
-    )
-    .await;
-    let later = until(&browser, "the shown weight to grow", SHOWN_WEIGHT, |v| {
-        v.as_f64().filter(|w| *w > first)
-    })
-    .await;
-    assert!(later > first, "{first} → {later}");
-    let kept = browser
-        .run("return window.__noReload === true;", json!([]))
+    browser.eval("window.__noReload = true;").await;
+    let first = browser
+        .until("a weight on the services page", SHOWN_WEIGHT, |v| {
+            v.as_f64()
+        })
         .await;
+    let later = browser
+        .until("the shown weight to grow", SHOWN_WEIGHT, |v| {
+            v.as_f64().filter(|w| *w > first)
+        })
+        .await;
+    assert!(later > first, "{first} → {later}");
+    let kept = browser.eval("return window.__noReload === true;").await;
     assert_eq!(kept, true, "the page reloaded");
     browser.screenshot(&artifact("services")).await;
 
@@ -132,40 +111,33 @@ breakers:
         .await;
     browser.click(&link).await;
     browser.wait_for("#r-steps li.done", WAIT).await;
-    until(
-        &browser,
-        "two samples in the charts",
-        "return document.querySelectorAll('#r-charts svg[role=img] path').length;",
-        |v| (v.as_u64()? >= 4).then_some(()),
-    )
-    .await;
-    until(
-        &browser,
-        "an analysis run with its checks",
-        "return document.querySelectorAll('#r-runs details.run td').length;",
-        |v| (v.as_u64()? > 0).then_some(()),
-    )
-    .await;
-    let events = browser
-        .run(
-            "return document.querySelectorAll('#r-events tbody tr').length;",
-            json!([]),
+    browser
+        .until(
+            "two samples in the charts",
+            "return document.querySelectorAll('#r-charts svg[role=img] path').length;",
+            |v| (v.as_u64()? >= 4).then_some(()),
         )
+        .await;
+    browser
+        .until(
+            "an analysis run with its checks",
+            "return document.querySelectorAll('#r-runs details.run td').length;",
+            |v| (v.as_u64()? > 0).then_some(()),
+        )
+        .await;
+    let events = browser
+        .eval("return document.querySelectorAll('#r-events tbody tr').length;")
         .await;
     assert!(events.as_u64().unwrap() >= 2, "{events}");
     let label = browser
-        .run(
+        .eval(
             "return document.querySelector('#r-charts svg[role=img]').getAttribute('aria-label');",
-            json!([]),
         )
         .await;
     assert!(label.as_str().unwrap().contains("latest"), "{label}");
     browser.screenshot(&artifact("rollout_progressing")).await;
     browser
-        .run(
-            "document.getElementById('r-charts').scrollIntoView();",
-            json!([]),
-        )
+        .eval("document.getElementById('r-charts').scrollIntoView();")
         .await;
     browser.screenshot(&artifact("rollout_charts")).await;
 
@@ -181,16 +153,16 @@ breakers:
     browser
         .goto(&format!("{}/ui/#/breakers", sluice.admin_url()))
         .await;
-    let rows = until(
-        &browser,
-        "both breakers",
-        "return [...document.querySelectorAll('#breakers tbody tr')].map(r => r.textContent);",
-        |v| {
-            let rows: Vec<String> = serde_json::from_value(v.clone()).ok()?;
-            (rows.len() == 2).then_some(rows)
-        },
-    )
-    .await;
+    let rows = browser
+        .until(
+            "both breakers",
+            "return [...document.querySelectorAll('#breakers tbody tr')].map(r => r.textContent);",
+            |v| {
+                let rows: Vec<String> = serde_json::from_value(v.clone()).ok()?;
+                (rows.len() == 2).then_some(rows)
+            },
+        )
+        .await;
     assert!(
         rows.iter()
             .any(|r| r.contains("web:stable") && r.contains("forced open")),
@@ -201,17 +173,17 @@ breakers:
             .any(|r| r.contains("web:canary") && r.contains("closed")),
         "{rows:?}"
     );
-    until(
-        &browser,
-        "the transition",
-        "const r = document.querySelector('#transitions tbody tr'); return r && r.textContent;",
-        |v| {
-            v.as_str()
-                .filter(|t| t.contains("closed → forced open"))
-                .map(str::to_string)
-        },
-    )
-    .await;
+    browser
+        .until(
+            "the transition",
+            "const r = document.querySelector('#transitions tbody tr'); return r && r.textContent;",
+            |v| {
+                v.as_str()
+                    .filter(|t| t.contains("closed → forced open"))
+                    .map(str::to_string)
+            },
+        )
+        .await;
     browser.screenshot(&artifact("breakers")).await;
 
     // Without a token, a page of another site still cannot act through the
@@ -223,17 +195,17 @@ breakers:
         sluice.admin_url()
     );
     browser.goto(&form).await;
-    let answer = until(
-        &browser,
-        "the refusal page",
-        "return document.body ? document.body.textContent : '';",
-        |v| {
-            v.as_str()
-                .filter(|t| t.contains("another site"))
-                .map(str::to_string)
-        },
-    )
-    .await;
+    let answer = browser
+        .until(
+            "the refusal page",
+            "return document.body ? document.body.textContent : '';",
+            |v| {
+                v.as_str()
+                    .filter(|t| t.contains("another site"))
+                    .map(str::to_string)
+            },
+        )
+        .await;
     assert!(answer.contains("403"), "{answer}");
     let phase_after = phase(&client(), sluice.admin).await;
     assert!(
@@ -274,13 +246,13 @@ async fn with_the_token_a_promote_click_takes_effect_and_abort_and_undo_ask_firs
     browser.type_text(&field, TOKEN).await;
     let sign_in = browser.wait_for("#signin button[type=submit]", WAIT).await;
     browser.click(&sign_in).await;
-    until(
-        &browser,
-        "the signed-in banner",
-        "return document.body.dataset.mode;",
-        |v| (v == "actions").then_some(()),
-    )
-    .await;
+    browser
+        .until(
+            "the signed-in banner",
+            "return document.body.dataset.mode;",
+            |v| (v == "actions").then_some(()),
+        )
+        .await;
 
     browser
         .goto(&format!("{}/ui/#/rollouts/web", sluice.admin_url()))
@@ -289,9 +261,7 @@ async fn with_the_token_a_promote_click_takes_effect_and_abort_and_undo_ask_firs
         (phase(&client, sluice.admin).await == "Paused").then_some(())
     })
     .await;
-    until(
-        &browser,
-        "promote enabled",
+    browser.until("promote enabled",
         "const b = document.querySelector('button[data-action=promote]'); return b && !b.disabled;",
         |v| (v == true).then_some(()),
     )
@@ -300,29 +270,24 @@ async fn with_the_token_a_promote_click_takes_effect_and_abort_and_undo_ask_firs
     // Abort asks first; cancelling changes nothing.
     let abort = browser.wait_for("button[data-action=abort]", WAIT).await;
     browser.click(&abort).await;
-    until(
-        &browser,
-        "the confirmation dialog",
-        "return document.getElementById('confirm').open;",
-        |v| (v == true).then_some(()),
-    )
-    .await;
-    let text = browser
-        .run(
-            "return document.getElementById('confirm-title').textContent;",
-            json!([]),
+    browser
+        .until(
+            "the confirmation dialog",
+            "return document.getElementById('confirm').open;",
+            |v| (v == true).then_some(()),
         )
+        .await;
+    let text = browser
+        .eval("return document.getElementById('confirm-title').textContent;")
         .await;
     assert!(text.as_str().unwrap().contains("Abort"), "{text}");
     // The dialog takes the keyboard focus, on the harmless choice.
-    let focused = browser
-        .run("return document.activeElement.id;", json!([]))
-        .await;
+    let focused = browser.eval("return document.activeElement.id;").await;
     assert_eq!(focused, "confirm-cancel");
     let cancel = browser.wait_for("#confirm-cancel", WAIT).await;
     browser.click(&cancel).await;
     let open = browser
-        .run("return document.getElementById('confirm').open;", json!([]))
+        .eval("return document.getElementById('confirm').open;")
         .await;
     assert_eq!(open, false);
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -348,16 +313,14 @@ async fn with_the_token_a_promote_click_takes_effect_and_abort_and_undo_ask_firs
     browser.screenshot(&artifact("promoted")).await;
 
     // Undo asks first too; cancelling keeps v2 serving.
-    until(
-        &browser,
-        "undo enabled",
+    browser.until("undo enabled",
         "const b = document.querySelector('button[data-action=undo]'); return b && !b.disabled;",
         |v| (v == true).then_some(()),
     )
     .await;
     let undo = browser.wait_for("button[data-action=undo]", WAIT).await;
     browser.click(&undo).await;
-    until(&browser, "the undo confirmation", "const d = document.getElementById('confirm'); return d.open && document.getElementById('confirm-title').textContent;", |v| {
+    browser.until("the undo confirmation", "const d = document.getElementById('confirm'); return d.open && document.getElementById('confirm-title').textContent;", |v| {
         v.as_str().filter(|t| t.contains("Undo")).map(str::to_string)
     })
     .await;
@@ -365,13 +328,13 @@ async fn with_the_token_a_promote_click_takes_effect_and_abort_and_undo_ask_firs
     // From the keyboard: Escape dismisses it.
     let cancel = browser.wait_for("#confirm-cancel", WAIT).await;
     browser.type_text(&cancel, "\u{E00C}").await;
-    until(
-        &browser,
-        "the dialog closed by Escape",
-        "return document.getElementById('confirm').open;",
-        |v| (v == false).then_some(()),
-    )
-    .await;
+    browser
+        .until(
+            "the dialog closed by Escape",
+            "return document.getElementById('confirm').open;",
+            |v| (v == false).then_some(()),
+        )
+        .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let status = admin_json(&client, sluice.admin, "/api/v1/rollouts/web").await;
     assert_eq!(
@@ -442,10 +405,7 @@ async fn a_read_only_session_shows_no_enabled_action_and_cannot_act() {
         .wait_for("#r-actions button[data-action=promote]", WAIT)
         .await;
     let mode = browser
-        .run(
-            "return document.getElementById('mode').textContent;",
-            json!([]),
-        )
+        .eval("return document.getElementById('mode').textContent;")
         .await;
     assert!(mode.as_str().unwrap().contains("Read-only"), "{mode}");
     let buttons = action_buttons(&browser).await;
@@ -457,21 +417,19 @@ async fn a_read_only_session_shows_no_enabled_action_and_cannot_act() {
     browser.type_text(&field, "not-the-token").await;
     let sign_in = browser.wait_for("#signin button[type=submit]", WAIT).await;
     browser.click(&sign_in).await;
-    until(
-        &browser,
-        "the refusal",
-        "const e = document.getElementById('error'); return !e.hidden && e.textContent;",
-        |v| {
-            v.as_str()
-                .filter(|t| t.contains("refused"))
-                .map(str::to_string)
-        },
-    )
-    .await;
+    browser
+        .until(
+            "the refusal",
+            "const e = document.getElementById('error'); return !e.hidden && e.textContent;",
+            |v| {
+                v.as_str()
+                    .filter(|t| t.contains("refused"))
+                    .map(str::to_string)
+            },
+        )
+        .await;
     assert_eq!(
-        browser
-            .run("return document.body.dataset.mode;", json!([]))
-            .await,
+        browser.eval("return document.body.dataset.mode;").await,
         "read-only"
     );
 
@@ -485,43 +443,37 @@ async fn a_read_only_session_shows_no_enabled_action_and_cannot_act() {
         .await;
     assert_eq!(status, 401);
     browser
-        .run(
-            "window.Sluice.act('Pause web', 'POST', '/api/v1/rollouts/web/pause');",
-            json!([]),
+        .eval("window.Sluice.act('Pause web', 'POST', '/api/v1/rollouts/web/pause');")
+        .await;
+    browser
+        .until(
+            "the error shown",
+            "const e = document.getElementById('error'); return !e.hidden && e.textContent;",
+            |v| {
+                v.as_str()
+                    .filter(|t| t.contains("needs the admin token"))
+                    .map(str::to_string)
+            },
         )
         .await;
-    until(
-        &browser,
-        "the error shown",
-        "const e = document.getElementById('error'); return !e.hidden && e.textContent;",
-        |v| {
-            v.as_str()
-                .filter(|t| t.contains("needs the admin token"))
-                .map(str::to_string)
-        },
-    )
-    .await;
     assert_eq!(phase(&client, sluice.admin).await, "Progressing");
 
     // The flags page: state, percentage and variants, and no enabled action.
     let flags_link = browser.wait_for("nav a[href='#/flags']", WAIT).await;
     browser.click(&flags_link).await;
-    let row = until(
-        &browser,
-        "the flag row",
-        "const r = document.querySelector('#flags tbody tr'); return r && r.textContent;",
-        |v| v.as_str().map(str::to_string),
-    )
-    .await;
+    let row = browser
+        .until(
+            "the flag row",
+            "const r = document.querySelector('#flags tbody tr'); return r && r.textContent;",
+            |v| v.as_str().map(str::to_string),
+        )
+        .await;
     assert!(
         row.contains("new-checkout") && row.contains("enabled"),
         "{row}"
     );
     let percentage = browser
-        .run(
-            "return document.querySelector('#flags input[type=number]').value;",
-            json!([]),
-        )
+        .eval("return document.querySelector('#flags input[type=number]').value;")
         .await;
     assert_eq!(percentage, "25");
     let buttons = action_buttons(&browser).await;

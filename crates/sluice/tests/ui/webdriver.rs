@@ -17,6 +17,8 @@ use crate::common::{client, HttpClient};
 
 /// One call to chromedriver never takes longer than this.
 const CALL_LIMIT: Duration = Duration::from_secs(30);
+/// How long `until` waits for the page.
+pub const WAIT: Duration = Duration::from_secs(30);
 
 pub struct Browser {
     driver: Child,
@@ -202,6 +204,31 @@ impl Browser {
             Some(json!({"script": script, "args": args})),
         )
         .await
+    }
+
+    /// Runs `script` with no arguments and returns its value.
+    pub async fn eval(&self, script: &str) -> Value {
+        self.run(script, json!([])).await
+    }
+
+    /// Waits (bounded) until `script` returns something `accept` takes.
+    pub async fn until<T>(
+        &self,
+        what: &str,
+        script: &str,
+        accept: impl Fn(&Value) -> Option<T>,
+    ) -> T {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(value) = accept(&self.eval(script).await) {
+                return value;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {WAIT:?} waiting for {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Runs `script` whose last argument is a callback to call with the result.
