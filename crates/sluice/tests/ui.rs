@@ -43,6 +43,23 @@ async fn action_buttons(browser: &Browser) -> Vec<(String, bool)> {
     serde_json::from_value(value).unwrap()
 }
 
+/// What a keyboard or screen-reader user would miss on the page: controls
+/// without a name, fields without a label, charts without a text summary,
+/// several main headings.
+const ACCESSIBILITY: &str = "const problems = [];
+    for (const b of document.querySelectorAll('button, a[href]'))
+      if (!(b.getAttribute('aria-label') || b.textContent.trim())) problems.push('unnamed ' + b.outerHTML);
+    for (const i of document.querySelectorAll('input'))
+      if (!i.labels || !i.labels.length) problems.push('unlabelled ' + i.outerHTML);
+    for (const c of document.querySelectorAll('svg[role=img]'))
+      if (!c.getAttribute('aria-label')) problems.push('chart without a summary');
+    if (document.querySelectorAll('h1').length !== 1) problems.push('not one h1');
+    return problems;";
+
+async fn accessibility_problems(browser: &Browser) -> Vec<String> {
+    serde_json::from_value(browser.eval(ACCESSIBILITY).await).unwrap()
+}
+
 /// The canary weight the services page shows for `web`, in percent.
 const SHOWN_WEIGHT: &str = "const bar = document.querySelector('#services [role=progressbar]');
     return bar ? Number(bar.getAttribute('aria-valuenow')) : null;";
@@ -104,6 +121,7 @@ breakers:
     let kept = browser.eval("return window.__noReload === true;").await;
     assert_eq!(kept, true, "the page reloaded");
     browser.screenshot(&artifact("services")).await;
+    assert_eq!(accessibility_problems(&browser).await, Vec::<String>::new());
 
     // The rollout page: timeline, charts from the sampled series, runs, history.
     let link = browser
@@ -140,6 +158,7 @@ breakers:
         .eval("document.getElementById('r-charts').scrollIntoView();")
         .await;
     browser.screenshot(&artifact("rollout_charts")).await;
+    assert_eq!(accessibility_problems(&browser).await, Vec::<String>::new());
 
     // Breakers: state per version, and a transition made through the API.
     let (status, body) = admin_post(
@@ -185,6 +204,7 @@ breakers:
         )
         .await;
     browser.screenshot(&artifact("breakers")).await;
+    assert_eq!(accessibility_problems(&browser).await, Vec::<String>::new());
 
     // Without a token, a page of another site still cannot act through the
     // operator's browser: its form post is refused.
@@ -311,6 +331,7 @@ async fn with_the_token_a_promote_click_takes_effect_and_abort_and_undo_ask_firs
     let status = admin_json(&client, sluice.admin, "/api/v1/rollouts/web").await;
     assert_eq!(status["stable"], json!([v2.endpoint()]), "{status}");
     browser.screenshot(&artifact("promoted")).await;
+    assert_eq!(accessibility_problems(&browser).await, Vec::<String>::new());
 
     // Undo asks first too; cancelling keeps v2 serving.
     browser.until("undo enabled",
@@ -368,6 +389,7 @@ async fn with_the_token_a_promote_click_takes_effect_and_abort_and_undo_ask_firs
     })
     .await;
     browser.screenshot(&artifact("flags_signed_in")).await;
+    assert_eq!(accessibility_problems(&browser).await, Vec::<String>::new());
 
     stop.store(true, Ordering::Relaxed);
     browser.quit().await;
