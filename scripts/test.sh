@@ -16,6 +16,9 @@ apt_install() {
 need_apt=()
 # promtool checks the /metrics exposition (Debian's `prometheus` package).
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+# The dashboard's end-to-end tests (crates/sluice/tests/ui.rs) drive a
+# headless Chromium through chromedriver (WebDriver).
+command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium chromium-driver)
 if ((${#need_apt[@]})); then
     apt_install "${need_apt[@]}"
 fi

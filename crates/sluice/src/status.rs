@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 use sluice_analysis::AnalysisRun;
-use sluice_model::{Endpoint, Timestamp, Weight};
+use sluice_model::{Endpoint, Step, Timestamp, Weight};
 use sluice_rollout::{Decision, Phase, ServiceState};
 
 /// A service and its current (or last) rollout.
@@ -15,6 +15,9 @@ pub struct ServiceStatus {
     /// Canary weight now, in percent.
     pub weight: Weight,
     pub rollout_id: Option<u64>,
+    /// The rollout's steps, as copied at its start (empty without a rollout).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plan: Vec<Step>,
     /// Index of the current step (equals `steps_total` once all are done).
     pub step: usize,
     pub steps_total: usize,
@@ -57,6 +60,7 @@ impl ServiceStatus {
             phase: rollout.map_or(Phase::Idle, |r| r.phase),
             weight: state.canary_weight,
             rollout_id: rollout.map(|r| r.id),
+            plan: rollout.map(|r| r.plan.clone()).unwrap_or_default(),
             step: rollout.map_or(0, |r| r.step_index),
             steps_total: rollout.map_or(0, |r| r.plan.len()),
             steps_taken: rollout.map_or(0, |r| r.steps_taken),

@@ -1,12 +1,14 @@
 //! The admin API (axum) on its own listener: JSON for rollouts and their
 //! decisions, the operator's actions (behind a bearer token when one is
-//! set), `/metrics`, `/healthz`, `/readyz`. Errors are RFC 9457
-//! `application/problem+json`.
+//! set), `/metrics`, `/healthz`, `/readyz`, and the web dashboard at `/ui/`.
+//! Errors are RFC 9457 `application/problem+json`.
 
 mod breakers;
 mod flags;
 mod metrics;
 mod problem;
+mod series;
+mod ui;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -46,13 +48,15 @@ pub struct AdminState {
 }
 
 pub fn router(state: AdminState) -> Router {
+    let series = series::Series::start(&state.controller);
     let mutating = Router::new()
         .route("/api/v1/rollouts/{service}/start", post(start))
         .route("/api/v1/rollouts/{service}/{action}", post(action))
         .route("/api/v1/config/reload", post(reload))
         .merge(breakers::writes())
         .merge(flags::writes())
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .route_layer(middleware::from_fn(same_origin));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -66,6 +70,8 @@ pub fn router(state: AdminState) -> Router {
         .merge(breakers::reads())
         .merge(flags::reads())
         .merge(crate::flags::ofrep::routes())
+        .merge(series::routes(series))
+        .merge(ui::routes())
         .merge(mutating)
         .fallback(|method: Method, uri: axum::http::Uri| async move {
             Problem::new(
@@ -103,6 +109,33 @@ async fn require_token(
             )
             .into_response();
         }
+    }
+    next.run(request).await
+}
+
+/// Refuses a change sent by a browser from another site (a form or script
+/// on any page the operator visits can POST to a loopback admin address, and
+/// without a token nothing else would stop it). Browsers name the sender in
+/// `Origin` and `Sec-Fetch-Site`; the CLI and other clients send neither.
+async fn same_origin(headers: HeaderMap, request: Request, next: Next) -> Response {
+    let cross_site = headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|site| site == "cross-site" || site == "same-site");
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let foreign_origin = headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|origin| {
+            let authority = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+            Some(authority) != host
+        });
+    if cross_site || foreign_origin {
+        return Problem::new(
+            StatusCode::FORBIDDEN,
+            "a change sent by a page of another site is refused: use the dashboard on this address, the CLI or the API",
+        )
+        .into_response();
     }
     next.run(request).await
 }

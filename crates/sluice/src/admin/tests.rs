@@ -238,3 +238,143 @@ async fn metrics_show_weight_and_phase() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn the_dashboard_is_served_with_types_validators_and_a_strict_policy() {
+    let app = admin(None, true).await;
+    let response = app
+        .clone()
+        .oneshot(Request::get("/").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert!(response.status().is_redirection());
+    assert_eq!(response.headers()[header::LOCATION], "/ui/");
+
+    for (path, content_type) in [
+        ("/ui/", "text/html; charset=utf-8"),
+        ("/ui/app.css", "text/css; charset=utf-8"),
+        ("/ui/app.js", "text/javascript; charset=utf-8"),
+        ("/ui/rollout.js", "text/javascript; charset=utf-8"),
+        ("/ui/chart.js", "text/javascript; charset=utf-8"),
+    ] {
+        let response = app
+            .clone()
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let headers = response.headers().clone();
+        assert_eq!(headers[header::CONTENT_TYPE], content_type, "{path}");
+        assert_eq!(headers[header::CACHE_CONTROL], "no-cache");
+        let policy = headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+        assert!(policy.contains("script-src 'self';"), "{policy}");
+        assert!(!policy.contains("unsafe-inline"), "{policy}");
+        // Unchanged: 304 without a body.
+        let etag = headers[header::ETAG].clone();
+        let again = app
+            .clone()
+            .oneshot(
+                Request::get(path)
+                    .header(header::IF_NONE_MATCH, etag)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(again.status(), StatusCode::NOT_MODIFIED, "{path}");
+    }
+    let (status, content_type, _) = call(&app, "GET", "/ui/missing.js", None, "").await;
+    assert_eq!(
+        (status, content_type.as_str()),
+        (StatusCode::NOT_FOUND, "application/problem+json")
+    );
+    // No inline script: every script is a file the policy allows.
+    let (_, _, html) = call(&app, "GET", "/ui/", None, "").await;
+    assert_eq!(html.matches("<script").count(), 3, "{html}");
+    assert_eq!(html.matches("<script src=").count(), 3, "{html}");
+}
+
+#[tokio::test]
+async fn the_session_says_whether_a_token_is_needed_and_given() {
+    let session = |app: Router, token: Option<&'static str>| async move {
+        let (status, _, body) = call(&app, "GET", "/api/v1/session", token, "").await;
+        assert_eq!(status, StatusCode::OK);
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()
+    };
+    let open = admin(None, true).await;
+    assert_eq!(
+        session(open, None).await,
+        serde_json::json!({"token_required": false, "authorized": true})
+    );
+    let guarded = admin(Some("t0ken"), true).await;
+    assert_eq!(
+        session(guarded.clone(), None).await,
+        serde_json::json!({"token_required": true, "authorized": false})
+    );
+    assert_eq!(
+        session(guarded.clone(), Some("wrong")).await["authorized"],
+        false
+    );
+    assert_eq!(session(guarded, Some("t0ken")).await["authorized"], true);
+}
+
+#[tokio::test]
+async fn the_series_of_a_service_is_served_and_an_unknown_one_is_404() {
+    let app = admin(None, true).await;
+    let (status, _, body) = call(&app, "GET", "/api/v1/rollouts/web/series", None, "").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let series: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(series["service"], "web");
+    assert_eq!(series["interval_ms"], 2000);
+    assert!(series["samples"].is_array());
+    let (status, _, _) = call(&app, "GET", "/api/v1/rollouts/nope/series", None, "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, _) = call(&app, "GET", "/api/v1/rollouts/web/series?bad=1", None, "").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // The status carries the plan for the dashboard's timeline.
+    let (_, _, body) = call(&app, "GET", "/api/v1/rollouts/web", None, "").await;
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        status["plan"],
+        serde_json::json!([{"weight": 10.0}, {"weight": 50.0}])
+    );
+}
+
+#[tokio::test]
+async fn a_change_sent_from_another_site_is_refused() {
+    let app = admin(None, true).await;
+    let post = |headers: &[(&str, &str)]| {
+        let mut request =
+            Request::post("/api/v1/rollouts/web/pause").header(header::HOST, "127.0.0.1:9090");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let app = app.clone();
+        let request = request.body(Body::empty()).unwrap();
+        async move { app.oneshot(request).await.unwrap().status() }
+    };
+    assert_eq!(
+        post(&[("origin", "https://evil.example")]).await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        post(&[("sec-fetch-site", "cross-site")]).await,
+        StatusCode::FORBIDDEN
+    );
+    // Reads stay open to any page; nothing was changed.
+    let (status, _, body) = call(&app, "GET", "/api/v1/rollouts/web", None, "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("\"phase\":\"Progressing\""), "{body}");
+    // The dashboard on this address and the CLI (no Origin) may act.
+    assert_eq!(
+        post(&[
+            ("origin", "http://127.0.0.1:9090"),
+            ("sec-fetch-site", "same-origin")
+        ])
+        .await,
+        StatusCode::OK
+    );
+    let (_, _, body) = call(&app, "GET", "/api/v1/rollouts/web", None, "").await;
+    assert!(body.contains("\"phase\":\"Paused\""), "{body}");
+    assert_eq!(post(&[]).await, StatusCode::OK);
+}

@@ -75,6 +75,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         "sluice demo: try `sluice rollout status --admin http://{}` in another terminal",
         running.admin_addr
     );
+    eprintln!(
+        "sluice demo: dashboard http://{}/ui/ (charts, checks, actions)",
+        running.admin_addr
+    );
     eprintln!("sluice demo: plan: canary weights 10% 25% 50% 75% then promote, analysis every {}, rollback after 2 failed runs; checks: success_rate >= 99%, latency p99 <= 50ms", duration::format(args.interval));
     let load = load::spawn_load(proxy, args.rate, 16);
 
