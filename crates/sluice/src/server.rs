@@ -88,6 +88,7 @@ pub async fn start(
             other => anyhow::anyhow!(other),
         })?;
     let metrics = Metrics::new();
+    metrics.set_latency_buckets(&config.proxy.latency_buckets);
     metrics
         .breakers()
         .set_env_override(breakers_env(std::env::var("SLUICE_BREAKERS_ENABLED").ok())?);
@@ -274,7 +275,9 @@ pub async fn reload(
                 )),
                 other => anyhow::anyhow!(other),
             })?;
+        let buckets = config.proxy.latency_buckets.clone();
         controller.reconfigure(Arc::new(config)).await?;
+        controller.metrics().set_latency_buckets(&buckets);
         anyhow::Ok(())
     }
     .await;
