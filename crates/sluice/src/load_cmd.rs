@@ -131,7 +131,7 @@ async fn run_once(plan: LoadPlan, output: Output) -> anyhow::Result<ExitCode> {
         }
     };
     match output {
-        Output::Json => {
+        Output::Json | Output::Yaml => {
             let report = Report {
                 url: plan.uri.to_string(),
                 method: plan.method.as_str(),
@@ -140,8 +140,9 @@ async fn run_once(plan: LoadPlan, output: Output) -> anyhow::Result<ExitCode> {
                 duration_secs: plan.duration.unwrap_or_default().as_secs_f64(),
                 summary: &summary,
             };
-            let text = serde_json::to_string_pretty(&report).context("serializing the report")?;
-            println!("{text}");
+            let text = crate::output::render(&report, output, |_| String::new())
+                .context("serializing the report")?;
+            print!("{text}");
         }
         Output::Table => print!("{}", summary_table(&summary)),
     }

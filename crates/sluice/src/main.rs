@@ -19,6 +19,7 @@ mod providers;
 mod server;
 mod simulate_cmd;
 mod status;
+mod watch;
 
 use std::process::ExitCode;
 
