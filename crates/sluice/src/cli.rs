@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::breakers_cmd::{self, BreakersCommand};
 use crate::flags_cmd::{self, FlagsCommand};
 use crate::load_cmd::{self, LoadCommand};
+use crate::logging::LogFormat;
 use crate::watch::WatchArgs;
 use crate::{client, demo, output, server, simulate_cmd};
 
@@ -23,6 +24,9 @@ use crate::{client, demo, output, server, simulate_cmd};
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines of `run`, `demo` and `load serve` (stderr): `human`, or one JSON object per line.
+    #[arg(long, global = true, env = "SLUICE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
 }
 
 #[derive(Subcommand)]
@@ -244,8 +248,9 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 /// Runs the command; the exit code follows the command's own rules.
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     output::enable_colour_on_terminal();
+    let log_format = cli.log_format;
     match cli.command {
-        Command::Demo(args) => runtime()?.block_on(demo::run(args)),
+        Command::Demo(args) => runtime()?.block_on(demo::run(args, log_format)),
         Command::Run {
             config,
             flags,
@@ -261,6 +266,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 config,
                 flag_files: flags,
                 admin,
+                log_format,
             }))
         }
         Command::Config {
@@ -287,7 +293,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 .build()?;
             rt.block_on(breakers_cmd::run(command, remote))
         }
-        Command::Load { command } => runtime()?.block_on(load_cmd::run(command)),
+        Command::Load { command } => runtime()?.block_on(load_cmd::run(command, log_format)),
         Command::Generate { command } => crate::generate::run(command),
     }
 }

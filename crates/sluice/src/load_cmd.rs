@@ -28,6 +28,7 @@ use serde_json::{json, Value};
 
 use crate::cli::Output;
 use crate::demo::load::{self, LoadPlan, LoadSummary, LoadWatch};
+use crate::logging::LogFormat;
 use crate::output;
 
 /// Loads `load serve` runs at once; more are refused with 429.
@@ -74,7 +75,7 @@ pub enum LoadCommand {
     },
 }
 
-pub async fn run(command: LoadCommand) -> anyhow::Result<ExitCode> {
+pub async fn run(command: LoadCommand, log_format: LogFormat) -> anyhow::Result<ExitCode> {
     match command {
         LoadCommand::Run {
             url,
@@ -96,7 +97,7 @@ pub async fn run(command: LoadCommand) -> anyhow::Result<ExitCode> {
             };
             run_once(plan, output).await
         }
-        LoadCommand::Serve { listen } => serve(listen).await,
+        LoadCommand::Serve { listen } => serve(listen, log_format).await,
     }
 }
 
@@ -196,8 +197,8 @@ struct FinishedLoad {
 
 type Shared = Arc<Mutex<Loads>>;
 
-async fn serve(listen: SocketAddr) -> anyhow::Result<ExitCode> {
-    crate::server::init_logging();
+async fn serve(listen: SocketAddr, log_format: LogFormat) -> anyhow::Result<ExitCode> {
+    crate::logging::init(log_format);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;

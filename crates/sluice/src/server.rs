@@ -302,11 +302,13 @@ pub struct RunOptions {
     pub flag_files: Vec<PathBuf>,
     /// Overrides `admin.address`.
     pub admin: Option<SocketAddr>,
+    /// `--log-format`.
+    pub log_format: crate::logging::LogFormat,
 }
 
 /// `sluice run -c FILE [--flags FILE]... [--admin ADDR]`.
 pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
-    init_logging();
+    crate::logging::init(options.log_format);
     let mut config = match &options.config {
         Some(path) => load_config(path)
             .with_context(|| format!("{} is not a valid config", path.display()))?,
@@ -379,18 +381,6 @@ pub async fn interrupted() {
         _ = tokio::signal::ctrl_c() => {}
         () = terminate => {}
     }
-}
-
-/// Logs to stderr; `SLUICE_LOG` (or `RUST_LOG`) sets the filter, default `info`.
-pub fn init_logging() {
-    let filter = std::env::var("SLUICE_LOG")
-        .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "info".to_string());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
 }
 
 #[cfg(test)]

@@ -1,10 +1,12 @@
 //! The binary's own contract: config validation output, refusing an
 //! unprotected admin API, the token on mutating calls, the operator CLI
-//! (`-o json|yaml`, plain tables in a pipe, `--watch`).
+//! (`-o json|yaml`, plain tables in a pipe, `--watch`) and JSON logs.
 
 mod common;
 
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
@@ -234,6 +236,18 @@ async fn mutating_calls_need_the_token_and_the_cli_drives_a_rollout() {
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no service named \"nope\""));
 }
 
+const QUICK_PLAN: &str = "      interval: 300ms
+      threshold: 2
+      step_weights: [20, 50]
+      min_requests: 5
+      checks:
+        - metric: success_rate
+          min: 95
+        - metric: latency
+          percentile: 99
+          max: 500ms
+";
+
 /// Each value of a stream of JSON documents (as `--watch -o json` prints).
 fn json_documents(bytes: &[u8]) -> Vec<Value> {
     serde_json::Deserializer::from_slice(bytes)
@@ -249,6 +263,95 @@ fn success(out: &std::process::Output, what: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_hold_one_line_per_decision_with_its_numbers() {
+    let (v1, v2) = (Upstream::start("v1").await, Upstream::start("v2").await);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sluice.yaml");
+    std::fs::write(
+        &config,
+        service_config(&v1.endpoint(), &v2.endpoint(), QUICK_PLAN),
+    )
+    .unwrap();
+    let sluice = Sluice::start_with(
+        dir.path(),
+        &["run", "-c", config.to_str().unwrap()],
+        &[("SLUICE_LOG_FORMAT", "json")],
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let _load = spawn_load(sluice.proxy, 2, Duration::from_millis(5), stop.clone());
+    let client = client();
+    eventually(
+        Duration::from_secs(60),
+        "the rollout to succeed",
+        || async { (phase(&client, sluice.admin).await == "Succeeded").then_some(()) },
+    )
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    eventually(
+        Duration::from_secs(5),
+        "the promotion's log line",
+        || async {
+            sluice
+                .log_text()
+                .contains(r#""kind":"promoted""#)
+                .then_some(())
+        },
+    )
+    .await;
+
+    let log = sluice.log_text();
+    // Lines printed before logging starts (the listeners) are not log lines.
+    let lines: Vec<Value> = log
+        .lines()
+        .filter(|l| !l.starts_with("sluice: "))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect();
+    let decisions: Vec<&Value> = lines.iter().filter(|l| l["kind"].is_string()).collect();
+    let kinds: Vec<&str> = decisions
+        .iter()
+        .map(|d| d["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.first(), Some(&"started"), "{log}");
+    assert_eq!(kinds.last(), Some(&"promoted"), "{log}");
+    let stored = admin_json(&client, sluice.admin, "/api/v1/rollouts/web/history").await;
+    assert_eq!(
+        decisions.len(),
+        stored.as_array().unwrap().len(),
+        "one line per stored decision:\n{log}"
+    );
+    for line in &decisions {
+        assert_eq!(line["level"], "INFO");
+        assert_eq!(line["service"], "web");
+        assert_eq!(line["rollout"], 1);
+        for field in ["from", "to", "weight", "step", "message"] {
+            assert!(!line[field].is_null(), "{field} missing in {line}");
+        }
+    }
+    let analysed: Vec<&&Value> = decisions
+        .iter()
+        .filter(|d| d["verdict"].is_string())
+        .collect();
+    assert!(!analysed.is_empty(), "no analysis line in\n{log}");
+    let run = analysed
+        .iter()
+        .find(|d| d["verdict"] == "pass")
+        .unwrap_or_else(|| panic!("no passing run in\n{log}"));
+    assert!(run["canary_requests"].as_u64().unwrap() >= 5, "{run}");
+    assert!(run["stable_requests"].as_u64().unwrap() > 0, "{run}");
+    assert!(
+        run["canary_success_rate"].as_f64().unwrap() >= 95.0,
+        "{run}"
+    );
+    assert!(run["canary_p99_ms"].as_f64().is_some(), "{run}");
+    let checks = run["checks"].as_str().unwrap();
+    assert!(
+        checks.contains("success_rate=") && checks.contains("bound=95% pass"),
+        "{checks}"
+    );
+    assert!(checks.contains("latency_p99="), "{checks}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
