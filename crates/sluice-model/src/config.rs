@@ -184,7 +184,7 @@ impl ProxyConfig {
             );
         }
         for (i, &bound) in buckets.iter().enumerate() {
-            if !(bound >= 0.000_001 && bound <= LONGEST_BUCKET_SECONDS) {
+            if !(0.000_001..=LONGEST_BUCKET_SECONDS).contains(&bound) {
                 push(
                     format!("{path}[{i}]"),
                     format!("{bound} is not a latency in seconds between 0.000001 (1µs) and {LONGEST_BUCKET_SECONDS}"),
