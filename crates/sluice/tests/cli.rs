@@ -444,6 +444,17 @@ async fn every_command_prints_json_yaml_and_plain_tables_in_a_pipe() {
     assert!(documents.len() >= 3, "{} documents", documents.len());
     assert!(documents.iter().all(|d| d["service"] == "web"));
     assert!(!out.stdout.contains(&0x1b), "no screen clearing in a pipe");
+
+    // --wait: the answer on stdout, then the progress bar on stderr until the end.
+    let out = sluice.cli(&["rollout", "promote", "web", "--wait"]);
+    let answer = success(&out, "promote --wait");
+    assert!(answer.starts_with("web: promote; rollout 1 is Succeeded"), "{answer}");
+    let progress = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        progress.contains("Succeeded") && progress.contains("[░░░░"),
+        "{progress}"
+    );
+    assert!(!progress.contains('\x1b'), "no redrawing in a pipe: {progress:?}");
 }
 
 #[test]
