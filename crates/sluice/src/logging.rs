@@ -37,3 +37,20 @@ pub fn init(format: LogFormat) {
             .try_init(),
     };
 }
+
+/// A line that is always shown whatever the filter (where sluice listens,
+/// that it stops): as it reads for `human`, as a log object for `json`, so
+/// that a JSON log holds nothing but JSON.
+pub fn announce(format: LogFormat, message: &str) {
+    match format {
+        LogFormat::Human => eprintln!("{message}"),
+        LogFormat::Json => {
+            let line = serde_json::json!({
+                "timestamp": humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
+                "level": "INFO",
+                "message": message,
+            });
+            eprintln!("{line}");
+        }
+    }
+}

@@ -341,13 +341,14 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let running = start(config, options.config.clone(), &options.flag_files).await?;
+    let announce = |message: &str| crate::logging::announce(options.log_format, message);
     for addr in &running.proxy_addrs {
-        eprintln!("sluice: proxy listening on http://{addr}");
+        announce(&format!("sluice: proxy listening on http://{addr}"));
     }
-    eprintln!(
+    announce(&format!(
         "sluice: admin API on http://{0} (metrics: http://{0}/metrics)",
         running.admin_addr
-    );
+    ));
     loop {
         tokio::select! {
             _ = hangup.recv() => {
@@ -362,7 +363,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
             _ = tokio::signal::ctrl_c() => break,
         }
     }
-    eprintln!("sluice: shutting down, draining in-flight requests");
+    announce("sluice: shutting down, draining in-flight requests");
     running.stop().await;
     Ok(ExitCode::SUCCESS)
 }

@@ -303,12 +303,15 @@ async fn json_logs_hold_one_line_per_decision_with_its_numbers() {
     .await;
 
     let log = sluice.log_text();
-    // Lines printed before logging starts (the listeners) are not log lines.
+    // Every line is a JSON object, the listener announcements too.
     let lines: Vec<Value> = log
         .lines()
-        .filter(|l| !l.starts_with("sluice: "))
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
         .collect();
+    assert!(lines.iter().any(|l| l["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("sluice: admin API on http://")));
     let decisions: Vec<&Value> = lines.iter().filter(|l| l["kind"].is_string()).collect();
     let kinds: Vec<&str> = decisions
         .iter()
@@ -448,13 +451,19 @@ async fn every_command_prints_json_yaml_and_plain_tables_in_a_pipe() {
     // --wait: the answer on stdout, then the progress bar on stderr until the end.
     let out = sluice.cli(&["rollout", "promote", "web", "--wait"]);
     let answer = success(&out, "promote --wait");
-    assert!(answer.starts_with("web: promote; rollout 1 is Succeeded"), "{answer}");
+    assert!(
+        answer.starts_with("web: promote; rollout 1 is Succeeded"),
+        "{answer}"
+    );
     let progress = String::from_utf8(out.stderr).unwrap();
     assert!(
         progress.contains("Succeeded") && progress.contains("[░░░░"),
         "{progress}"
     );
-    assert!(!progress.contains('\x1b'), "no redrawing in a pipe: {progress:?}");
+    assert!(
+        !progress.contains('\x1b'),
+        "no redrawing in a pipe: {progress:?}"
+    );
 }
 
 #[test]

@@ -199,6 +199,11 @@ impl Sluice {
                     panic!("sluice did not start: {:#?}", log.lock().unwrap());
                 }
             };
+            // With `--log-format json` the same line is a log object's message.
+            let line = match serde_json::from_str::<Value>(&line) {
+                Ok(object) => object["message"].as_str().unwrap_or_default().to_string(),
+                Err(_) => line,
+            };
             if let Some(rest) = line.strip_prefix("sluice: proxy listening on http://") {
                 proxy = Some(rest.trim().parse().unwrap());
             }
