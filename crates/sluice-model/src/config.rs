@@ -143,6 +143,60 @@ pub struct ProxyConfig {
     /// How long an idle upstream connection is kept.
     #[serde(default = "default_idle_timeout", with = "crate::duration")]
     pub idle_timeout: Duration,
+    /// The `le` bounds, in seconds, of the exported histogram
+    /// `sluice_request_duration_seconds`: increasing, above 0, at most
+    /// [`MAX_LATENCY_BUCKETS`] of them. Only the export: the analysis keeps
+    /// its own fine histogram (under 6.25% error at any latency), and each
+    /// exported bucket is summed from it.
+    #[serde(default = "default_latency_buckets")]
+    pub latency_buckets: Vec<f64>,
+}
+
+/// Most `proxy.latency_buckets` (each is one series per service and version).
+pub const MAX_LATENCY_BUCKETS: usize = 30;
+
+/// The longest latency the histogram tells apart (2^27 µs); a bound above
+/// it would always equal `+Inf`.
+const LONGEST_BUCKET_SECONDS: f64 = 134.0;
+
+fn default_latency_buckets() -> Vec<f64> {
+    vec![
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ]
+}
+
+// === impl ProxyConfig ===
+
+impl ProxyConfig {
+    /// The rules serde cannot check, each error with its field path.
+    pub(crate) fn validate(&self, errors: &mut Vec<crate::FieldError>) {
+        let path = "proxy.latency_buckets";
+        let buckets = &self.latency_buckets;
+        let mut push =
+            |path: String, message: String| errors.push(crate::FieldError { path, message });
+        if buckets.is_empty() || buckets.len() > MAX_LATENCY_BUCKETS {
+            push(
+                path.into(),
+                format!(
+                    "{} buckets: give between 1 and {MAX_LATENCY_BUCKETS} (each is a series per service and version)",
+                    buckets.len()
+                ),
+            );
+        }
+        for (i, &bound) in buckets.iter().enumerate() {
+            if !(0.000_001..=LONGEST_BUCKET_SECONDS).contains(&bound) {
+                push(
+                    format!("{path}[{i}]"),
+                    format!("{bound} is not a latency in seconds between 0.000001 (1µs) and {LONGEST_BUCKET_SECONDS}"),
+                );
+            } else if i > 0 && bound <= buckets[i - 1] {
+                push(
+                    format!("{path}[{i}]"),
+                    format!("{bound} is not above the bucket before it ({}): list them in increasing order", buckets[i - 1]),
+                );
+            }
+        }
+    }
 }
 
 fn default_connect_timeout() -> Duration {
@@ -169,6 +223,7 @@ impl Default for ProxyConfig {
             header_read_timeout: default_header_read_timeout(),
             max_idle_per_endpoint: default_max_idle_per_endpoint(),
             idle_timeout: default_idle_timeout(),
+            latency_buckets: default_latency_buckets(),
         }
     }
 }

@@ -158,6 +158,7 @@ impl Config {
         if self.store.trim().is_empty() {
             errors.push("store", "must name a file for the embedded store");
         }
+        self.proxy.validate(&mut errors.0);
         let has_prometheus = self.providers.prometheus.is_some();
         if let Some(prometheus) = &self.providers.prometheus {
             if !prometheus.address.starts_with("http://") {

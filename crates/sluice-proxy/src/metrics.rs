@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use sluice_analysis::histogram::{bucket_index, bucket_upper_micros, BUCKETS};
 use sluice_analysis::{Histogram, VersionWindow};
 
@@ -134,6 +135,15 @@ pub struct Metrics {
     endpoints: Mutex<HashMap<String, Weak<EndpointState>>>,
     /// Mirroring counters by service, created when a service first mirrors.
     mirrors: Mutex<BTreeMap<String, Arc<MirrorCounters>>>,
+    /// The `le` bounds exported for request durations (`proxy.latency_buckets`).
+    latency_le: ArcSwap<Vec<LeBound>>,
+}
+
+/// One exported histogram bound: the `le` label and the same in microseconds.
+#[derive(Clone, Debug, PartialEq)]
+struct LeBound {
+    label: String,
+    micros: u64,
 }
 
 // === impl Metrics ===
@@ -145,7 +155,20 @@ impl Metrics {
             breakers: Breakers::new(),
             endpoints: Mutex::new(HashMap::new()),
             mirrors: Mutex::new(BTreeMap::new()),
+            latency_le: ArcSwap::from_pointee(le_bounds(
+                &sluice_model::ProxyConfig::default().latency_buckets,
+            )),
         })
+    }
+
+    /// Exports request durations in these buckets (seconds, validated
+    /// increasing) from now on. Only the export changes: the counters keep
+    /// their fine layout, so nothing recorded is lost.
+    pub fn set_latency_buckets(&self, seconds: &[f64]) {
+        let bounds = le_bounds(seconds);
+        if **self.latency_le.load() != bounds {
+            self.latency_le.store(Arc::new(bounds));
+        }
     }
 
     /// The counters of (service, slot), created on first use. Called when a
@@ -273,8 +296,9 @@ impl Metrics {
             "histogram",
             "Time from request arrival to response head, per service and version.",
         );
+        let bounds = self.latency_le.load();
         for (l, (_, v)) in labels.iter().zip(&versions) {
-            render_histogram(out, l, v);
+            render_histogram(out, l, v, &bounds);
         }
 
         header(
@@ -307,33 +331,28 @@ impl std::fmt::Debug for Metrics {
     }
 }
 
-/// The `le` bounds exposed, in seconds and in microseconds.
-const LE_BOUNDS: [(&str, u64); 13] = [
-    ("0.001", 1_000),
-    ("0.0025", 2_500),
-    ("0.005", 5_000),
-    ("0.01", 10_000),
-    ("0.025", 25_000),
-    ("0.05", 50_000),
-    ("0.1", 100_000),
-    ("0.25", 250_000),
-    ("0.5", 500_000),
-    ("1", 1_000_000),
-    ("2.5", 2_500_000),
-    ("5", 5_000_000),
-    ("10", 10_000_000),
-];
+/// Bounds in seconds as `le` labels (Rust's shortest round-trip text:
+/// `0.005`, `1`, `2.5`) and in whole microseconds.
+fn le_bounds(seconds: &[f64]) -> Vec<LeBound> {
+    seconds
+        .iter()
+        .map(|&s| LeBound {
+            label: format!("{s}"),
+            micros: (s * 1e6).round() as u64,
+        })
+        .collect()
+}
 
 /// One histogram's series. A fine bucket counts under `le` only when all of
 /// it is at or below `le`, so each exposed bucket is exact or slightly low
 /// (never counts a request slower than its bound).
-fn render_histogram(out: &mut String, labels: &str, v: &VersionMetrics) {
+fn render_histogram(out: &mut String, labels: &str, v: &VersionMetrics, bounds: &[LeBound]) {
     let counts = v.latency_counts();
     let total: u64 = counts.iter().sum();
     let mut cumulative = 0u64;
     let mut index = 0usize;
-    for (le, le_micros) in LE_BOUNDS {
-        while index < counts.len() && bucket_upper_micros(index) <= le_micros {
+    for LeBound { label: le, micros } in bounds {
+        while index < counts.len() && bucket_upper_micros(index) <= *micros {
             cumulative += counts[index];
             index += 1;
         }
@@ -431,5 +450,36 @@ mod tests {
         ] {
             assert!(out.lines().any(|x| x == line), "missing {line:?} in\n{out}");
         }
+    }
+
+    #[test]
+    fn configured_buckets_are_summed_from_the_fine_histogram() {
+        let metrics = Metrics::new();
+        let v = metrics.version("web", Slot::Canary);
+        for millis in [1, 4, 6, 70, 300] {
+            v.record(Duration::from_millis(millis), None);
+        }
+        metrics.set_latency_buckets(&[0.005, 0.1, 0.25]);
+        let mut out = String::new();
+        metrics.render_prometheus(&mut out);
+        let buckets: Vec<&str> = out
+            .lines()
+            .filter(|l| l.starts_with("sluice_request_duration_seconds_bucket"))
+            .collect();
+        let l = r#"service="web",version="canary""#;
+        assert_eq!(
+            buckets,
+            [
+                format!("sluice_request_duration_seconds_bucket{{{l},le=\"0.005\"}} 2"),
+                format!("sluice_request_duration_seconds_bucket{{{l},le=\"0.1\"}} 4"),
+                format!("sluice_request_duration_seconds_bucket{{{l},le=\"0.25\"}} 4"),
+                format!("sluice_request_duration_seconds_bucket{{{l},le=\"+Inf\"}} 5"),
+            ]
+        );
+        assert_eq!(
+            metrics.snapshot("web", Slot::Canary).latency.count(),
+            5,
+            "the analysis's histogram is untouched"
+        );
     }
 }

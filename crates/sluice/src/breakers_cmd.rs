@@ -9,14 +9,18 @@ use anyhow::Context;
 use clap::Subcommand;
 use serde_json::Value;
 
-use crate::cli::{Output, Remote};
-use crate::client::{path_segment as segment, print_json, AdminClient};
+use crate::cli::Remote;
+use crate::client::{path_segment as segment, print_data, AdminClient};
 use crate::output;
+use crate::watch::{self, WatchArgs};
 
 #[derive(Subcommand)]
 pub enum BreakersCommand {
     /// Every breaker: state, policy, failure rate, counters.
-    List,
+    List {
+        #[command(flatten)]
+        watch: WatchArgs,
+    },
     /// Force a breaker (`service:version[:partition]`) open until closed or reset.
     Open { id: String },
     /// Close a breaker with a fresh window.
@@ -61,15 +65,14 @@ pub struct SwitchTarget {
 
 pub async fn run(command: BreakersCommand, remote: Remote) -> anyhow::Result<ExitCode> {
     let api = AdminClient::new(&remote)?;
-    let json = remote.output == Output::Json;
+    let output = remote.output;
     let answer: Value = match command {
-        BreakersCommand::List => {
-            let answer: Value = api.get("/api/v1/breakers").await?;
-            if !json {
-                print!("{}", list_table(&answer));
-                return Ok(ExitCode::SUCCESS);
-            }
-            answer
+        BreakersCommand::List { watch } => {
+            return watch::repeat(watch, output, || async {
+                let answer: Value = api.get("/api/v1/breakers").await?;
+                output::render(&answer, output, list_table)
+            })
+            .await;
         }
         BreakersCommand::Open { id } => act(&api, &id, "open").await?,
         BreakersCommand::Close { id } => act(&api, &id, "close").await?,
@@ -93,14 +96,11 @@ pub async fn run(command: BreakersCommand, remote: Remote) -> anyhow::Result<Exi
             let answer: Value = api
                 .get(&format!("/api/v1/breakers/transitions?limit={limit}"))
                 .await?;
-            if !json {
-                print!("{}", transitions_table(&answer));
-                return Ok(ExitCode::SUCCESS);
-            }
-            answer
+            print!("{}", output::render(&answer, output, transitions_table)?);
+            return Ok(ExitCode::SUCCESS);
         }
     };
-    print_json(&answer)?;
+    print_data(&answer, output)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -152,7 +152,7 @@ fn list_table(answer: &Value) -> String {
         let state = if b["disabled"] == Value::Bool(true) {
             "disabled (partition)".to_string()
         } else {
-            text(&b["state"])
+            output::painted_state(&text(&b["state"]))
         };
         rows.push(vec![
             text(&b["id"]),
@@ -196,8 +196,8 @@ fn transitions_table(answer: &Value) -> String {
         rows.push(vec![
             output::time(at),
             text(&t["breaker"]),
-            text(&t["from"]),
-            text(&t["to"]),
+            output::painted_state(&text(&t["from"])),
+            output::painted_state(&text(&t["to"])),
             format!("{}{shadow}", text(&t["reason"])),
         ]);
     }

@@ -11,7 +11,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::breakers_cmd::{self, BreakersCommand};
 use crate::flags_cmd::{self, FlagsCommand};
 use crate::load_cmd::{self, LoadCommand};
-use crate::{client, demo, server, simulate_cmd};
+use crate::logging::LogFormat;
+use crate::watch::WatchArgs;
+use crate::{client, demo, output, server, simulate_cmd};
 
 #[derive(Parser)]
 #[command(
@@ -22,6 +24,9 @@ use crate::{client, demo, server, simulate_cmd};
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines of `run`, `demo` and `load serve` (stderr): `human`, or one JSON object per line.
+    #[arg(long, global = true, env = "SLUICE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
 }
 
 #[derive(Subcommand)]
@@ -89,6 +94,9 @@ enum ConfigCommand {
     Validate {
         #[arg(short, long, default_value = "sluice.yaml")]
         config: PathBuf,
+        /// `json` or `yaml`: `{file, valid, services, listeners, errors: [{path, message}]}`.
+        #[arg(short, long, value_enum, default_value_t = Output::Table)]
+        output: Output,
     },
 }
 
@@ -119,7 +127,7 @@ pub struct DemoArgs {
     /// End when the rollout reaches a final phase (otherwise serve until Ctrl-C).
     #[arg(long)]
     pub exit_when_done: bool,
-    /// `json` prints the final rollout status as one JSON object on stdout (progress goes to stderr).
+    /// `json` prints the final rollout status as one JSON object on stdout, `yaml` as YAML (progress goes to stderr).
     #[arg(short, long, value_enum, default_value_t = Output::Table)]
     pub output: Output,
     /// Requests per second of the built-in load.
@@ -139,16 +147,28 @@ pub struct DemoArgs {
 #[derive(Subcommand)]
 enum RolloutCommand {
     /// Phase, weight, step and latest checks of one service or all.
-    Status { service: Option<String> },
+    Status {
+        service: Option<String>,
+        #[command(flatten)]
+        watch: WatchArgs,
+    },
     /// Start a rollout of the service's canary (or of the given endpoints).
     Start {
         service: String,
         /// Canary endpoints (host:port, comma-separated); default: the config's canary pool.
         #[arg(long, value_delimiter = ',')]
         canary: Vec<String>,
+        /// Then show its progress until it ends, as `rollout watch` does.
+        #[arg(long)]
+        wait: bool,
     },
     /// Skip the remaining steps and promote the canary now.
-    Promote { service: String },
+    Promote {
+        service: String,
+        /// Then show progress until the rollout ends (a bake, say).
+        #[arg(long)]
+        wait: bool,
+    },
     /// Hold the current weight; analysis stops until resume.
     Pause { service: String },
     /// Continue a paused rollout (or pass a manual gate).
@@ -199,10 +219,15 @@ pub struct Remote {
     pub output: Output,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+/// `-o`: how a command prints its answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Output {
+    /// Aligned columns for people (coloured on a terminal unless `NO_COLOR` is set).
     Table,
+    /// The admin API's JSON, pretty-printed.
     Json,
+    /// The same data as YAML.
+    Yaml,
 }
 
 fn parse_rate(text: &str) -> Result<f64, String> {
@@ -222,8 +247,10 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// Runs the command; the exit code follows the command's own rules.
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    output::enable_colour_on_terminal();
+    let log_format = cli.log_format;
     match cli.command {
-        Command::Demo(args) => runtime()?.block_on(demo::run(args)),
+        Command::Demo(args) => runtime()?.block_on(demo::run(args, log_format)),
         Command::Run {
             config,
             flags,
@@ -239,14 +266,15 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 config,
                 flag_files: flags,
                 admin,
+                log_format,
             }))
         }
         Command::Config {
-            command: ConfigCommand::Validate { config },
-        } => Ok(validate(&config)),
+            command: ConfigCommand::Validate { config, output },
+        } => validate(&config, output),
         Command::Analysis {
             command: AnalysisCommand::Simulate { runs, seed, output },
-        } => simulate_cmd::run(runs, seed, output == Output::Json),
+        } => simulate_cmd::run(runs, seed, output),
         Command::Rollout { command, remote } => {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -265,7 +293,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 .build()?;
             rt.block_on(breakers_cmd::run(command, remote))
         }
-        Command::Load { command } => runtime()?.block_on(load_cmd::run(command)),
+        Command::Load { command } => runtime()?.block_on(load_cmd::run(command, log_format)),
         Command::Generate { command } => crate::generate::run(command),
     }
 }
@@ -296,8 +324,43 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(builder.enable_all().build()?)
 }
 
-fn validate(path: &std::path::Path) -> ExitCode {
-    match server::load_config(path) {
+/// What `config validate -o json|yaml` prints.
+#[derive(serde::Serialize)]
+struct Validation {
+    file: String,
+    valid: bool,
+    services: usize,
+    listeners: usize,
+    errors: Vec<sluice_model::FieldError>,
+}
+
+fn validate(path: &std::path::Path, output: Output) -> anyhow::Result<ExitCode> {
+    let result = server::load_config(path);
+    if output != Output::Table {
+        let (services, listeners) = result
+            .as_ref()
+            .map_or((0, 0), |c| (c.services.len(), c.listeners.len()));
+        let errors = match &result {
+            Ok(_) => Vec::new(),
+            Err(e) => match e.downcast_ref::<sluice_model::ConfigError>() {
+                Some(config_error) => config_error.errors(),
+                None => vec![sluice_model::FieldError {
+                    path: String::new(),
+                    message: format!("{e:#}"),
+                }],
+            },
+        };
+        let report = Validation {
+            file: path.display().to_string(),
+            valid: result.is_ok(),
+            services,
+            listeners,
+            errors,
+        };
+        print!("{}", output::render(&report, output, |_| String::new())?);
+        return Ok(ExitCode::from(u8::from(result.is_err())));
+    }
+    Ok(match result {
         Ok(config) => {
             println!(
                 "{}: valid ({} service{}, {} listener{})",
@@ -314,20 +377,26 @@ fn validate(path: &std::path::Path) -> ExitCode {
             eprintln!("{e}");
             ExitCode::from(1)
         }
-    }
+    })
 }
 
 async fn rollout(command: RolloutCommand, remote: Remote) -> anyhow::Result<ExitCode> {
     let api = client::AdminClient::new(&remote)?;
     match command {
-        RolloutCommand::Status { service } => {
-            client::status(&api, service.as_deref(), remote.output).await
+        RolloutCommand::Status { service, watch } => {
+            client::status(&api, service.as_deref(), watch, remote.output).await
         }
-        RolloutCommand::Start { service, canary } => {
-            client::start(&api, &service, canary, remote.output).await
+        RolloutCommand::Start {
+            service,
+            canary,
+            wait,
+        } => {
+            client::start(&api, &service, canary, remote.output).await?;
+            wait_for_end(&api, &service, wait).await
         }
-        RolloutCommand::Promote { service } => {
-            client::action(&api, &service, "promote", remote.output).await
+        RolloutCommand::Promote { service, wait } => {
+            client::action(&api, &service, "promote", remote.output).await?;
+            wait_for_end(&api, &service, wait).await
         }
         RolloutCommand::Pause { service } => {
             client::action(&api, &service, "pause", remote.output).await
@@ -348,5 +417,19 @@ async fn rollout(command: RolloutCommand, remote: Remote) -> anyhow::Result<Exit
             limit,
         } => client::history(&api, &service, rollout, limit, remote.output).await,
         RolloutCommand::Watch { service } => client::watch(&api, &service).await,
+    }
+}
+
+/// `--wait`: the live progress of the rollout until it ends (on stderr, so
+/// that stdout holds only the action's answer).
+async fn wait_for_end(
+    api: &client::AdminClient,
+    service: &str,
+    wait: bool,
+) -> anyhow::Result<ExitCode> {
+    if wait {
+        client::watch_to(api, service, &mut std::io::stderr()).await
+    } else {
+        Ok(ExitCode::SUCCESS)
     }
 }

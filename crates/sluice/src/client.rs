@@ -1,7 +1,8 @@
 //! The operator's CLI side of the admin API: `sluice rollout …` sends one
-//! request (or polls, for `watch`) and prints a table or `-o json`.
+//! request (or polls, for `watch` and `--watch`) and prints a table,
+//! `-o json` or `-o yaml`.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ use sluice_rollout::{Decision, Revision};
 use crate::cli::{Output, Remote};
 use crate::output;
 use crate::status::ServiceStatus;
+use crate::watch::{self, WatchArgs};
 
 /// A client of one admin API.
 pub struct AdminClient {
@@ -143,26 +145,35 @@ pub fn path_segment(text: &str) -> String {
     out
 }
 
-pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+/// Prints an answer that has no table of its own: JSON for `table` and
+/// `json`, YAML for `yaml`.
+pub fn print_data(value: &impl serde::Serialize, output: Output) -> anyhow::Result<()> {
+    let output = match output {
+        Output::Table => Output::Json,
+        other => other,
+    };
+    print!("{}", output::render(value, output, |_| String::new())?);
     Ok(())
 }
 
 pub async fn status(
     api: &AdminClient,
     service: Option<&str>,
+    watch: WatchArgs,
     output: Output,
 ) -> anyhow::Result<ExitCode> {
-    let statuses: Vec<ServiceStatus> = match service {
-        Some(service) => vec![api.get(&format!("/api/v1/rollouts/{service}")).await?],
-        None => api.get("/api/v1/rollouts").await?,
-    };
-    match output {
-        Output::Json if service.is_some() => print_json(&statuses[0])?,
-        Output::Json => print_json(&statuses)?,
-        Output::Table => print!("{}", output::status_table(&statuses)),
-    }
-    Ok(ExitCode::SUCCESS)
+    watch::repeat(watch, output, || async {
+        if let Some(service) = service {
+            let status: ServiceStatus = api.get(&format!("/api/v1/rollouts/{service}")).await?;
+            output::render(&status, output, |s| {
+                output::status_table(std::slice::from_ref(s))
+            })
+        } else {
+            let statuses: Vec<ServiceStatus> = api.get("/api/v1/rollouts").await?;
+            output::render(&statuses, output, |s| output::status_table(s))
+        }
+    })
+    .await
 }
 
 pub async fn start(
@@ -218,16 +229,16 @@ pub async fn undo(
 }
 
 fn report(status: &ServiceStatus, output: Output, what: &str) -> anyhow::Result<ExitCode> {
-    match output {
-        Output::Json => print_json(status)?,
-        Output::Table => println!(
-            "{}: {what}; rollout {} is {:?} at {} canary",
+    let text = output::render(status, output, |status| {
+        format!(
+            "{}: {what}; rollout {} is {} at {} canary\n",
             status.service,
             status.rollout_id.unwrap_or(0),
-            status.phase,
+            output::painted_state(&format!("{:?}", status.phase)),
             status.weight
-        ),
-    }
+        )
+    })?;
+    print!("{text}");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -250,33 +261,49 @@ pub async fn history(
     let revisions: Vec<Revision> = api
         .get(&format!("/api/v1/rollouts/{service}/revisions"))
         .await?;
-    match output {
-        Output::Json => {
-            print_json(&serde_json::json!({"revisions": revisions, "decisions": decisions}))?
-        }
-        Output::Table => {
-            print!("{}", output::revisions_table(&revisions));
-            println!();
-            print!("{}", output::history_table(&decisions));
-        }
-    }
+    let answer = serde_json::json!({"revisions": revisions, "decisions": decisions});
+    let text = output::render(&answer, output, |_| {
+        format!(
+            "{}\n{}",
+            output::revisions_table(&revisions),
+            output::history_table(&decisions)
+        )
+    })?;
+    print!("{text}");
     Ok(ExitCode::SUCCESS)
 }
 
-/// Polls twice a second and redraws one progress line until the rollout ends.
+/// Polls twice a second and shows the rollout's progress on stdout until
+/// it ends.
 pub async fn watch(api: &AdminClient, service: &str) -> anyhow::Result<ExitCode> {
+    watch_to(api, service, &mut std::io::stdout()).await
+}
+
+/// Polls twice a second until the rollout ends: each new decision on a line
+/// of its own, and the progress bar, redrawn in place on a terminal (in a
+/// pipe, printed again only when it changes, without escape sequences).
+pub async fn watch_to<W: Write + IsTerminal>(
+    api: &AdminClient,
+    service: &str,
+    out: &mut W,
+) -> anyhow::Result<ExitCode> {
+    let redraw = out.is_terminal();
+    let clear = if redraw { "\r\x1b[K" } else { "" };
     let mut last_decision = None;
+    let mut last_line = String::new();
     loop {
         let status: ServiceStatus = api.get(&format!("/api/v1/rollouts/{service}")).await?;
         if let Some(decision) = status.decisions.last() {
             if last_decision != Some(decision.seq) {
                 last_decision = Some(decision.seq);
-                println!(
-                    "\r\x1b[K{}  {:?}: {}",
+                writeln!(
+                    out,
+                    "{clear}{}  {:?}: {}",
                     output::time(decision.at),
                     decision.kind,
                     decision.reason
-                );
+                )?;
+                last_line.clear();
             }
         }
         let analysis = status.last_analysis.as_ref();
@@ -290,10 +317,17 @@ pub async fn watch(api: &AdminClient, service: &str) -> anyhow::Result<ExitCode>
             analysis.map(|a| stats(a.stable_requests, a.stable_success_rate, a.stable_p99_ms)),
             analysis.map(|a| stats(a.canary_requests, a.canary_success_rate, a.canary_p99_ms)),
         );
-        print!("\r\x1b[K{line}");
-        std::io::stdout().flush()?;
+        if redraw {
+            write!(out, "{clear}{line}")?;
+        } else if line != last_line {
+            writeln!(out, "{line}")?;
+        }
+        last_line = line;
+        out.flush()?;
         if status.phase.is_final() || status.rollout_id.is_none() {
-            println!();
+            if redraw {
+                writeln!(out)?;
+            }
             return Ok(ExitCode::SUCCESS);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;

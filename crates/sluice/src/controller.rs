@@ -1025,17 +1025,7 @@ impl ServiceTask {
         let to_log = decisions.clone();
         blocking(move || store.commit(&to_store, expected, &to_log)).await?;
         self.stored_revision = next.revision;
-        for decision in &decisions {
-            tracing::info!(
-                service = %decision.service,
-                rollout = decision.rollout_id,
-                phase = ?decision.to,
-                weight = %decision.weight,
-                "{:?}: {}",
-                decision.kind,
-                decision.reason
-            );
-        }
+        decisions.iter().for_each(crate::decision_log::log);
         self.shared
             .counters
             .decisions

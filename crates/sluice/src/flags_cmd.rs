@@ -10,13 +10,17 @@ use serde_json::{json, Map, Value};
 
 use crate::breakers_cmd::text;
 use crate::cli::{Output, Remote};
-use crate::client::{path_segment as segment, print_json, AdminClient};
+use crate::client::{path_segment as segment, print_data, AdminClient};
 use crate::output;
+use crate::watch::{self, WatchArgs};
 
 #[derive(Subcommand)]
 pub enum FlagsCommand {
     /// Every flag: state, type, default, percentage, source.
-    List,
+    List {
+        #[command(flatten)]
+        watch: WatchArgs,
+    },
     /// One flag's definition as served.
     Get { key: String },
     /// Set a flag: a whole definition from a file (YAML or JSON, flagd's
@@ -55,15 +59,14 @@ pub enum FlagsCommand {
 
 pub async fn run(command: FlagsCommand, remote: Remote) -> anyhow::Result<ExitCode> {
     let api = AdminClient::new(&remote)?;
-    let json_output = remote.output == Output::Json;
+    let output = remote.output;
     let answer: Value = match command {
-        FlagsCommand::List => {
-            let answer: Value = api.get("/api/v1/flags").await?;
-            if !json_output {
-                print!("{}", list_table(&answer));
-                return Ok(ExitCode::SUCCESS);
-            }
-            answer
+        FlagsCommand::List { watch } => {
+            return watch::repeat(watch, output, || async {
+                let answer: Value = api.get("/api/v1/flags").await?;
+                output::render(&answer, output, list_table)
+            })
+            .await;
         }
         FlagsCommand::Get { key } => api.get(&format!("/api/v1/flags/{}", segment(&key))).await?,
         FlagsCommand::Set {
@@ -112,7 +115,7 @@ pub async fn run(command: FlagsCommand, remote: Remote) -> anyhow::Result<ExitCo
                     json!({ "context": context }),
                 )
                 .await?;
-            if !json_output {
+            if output == Output::Table {
                 match answer.get("errorCode") {
                     Some(code) => {
                         println!("{key}: {} ({})", text(code), text(&answer["errorDetails"]))
@@ -127,7 +130,7 @@ pub async fn run(command: FlagsCommand, remote: Remote) -> anyhow::Result<ExitCo
                     ),
                 }
             } else {
-                print_json(&answer)?;
+                print_data(&answer, output)?;
             }
             return Ok(if status.is_success() {
                 ExitCode::SUCCESS
@@ -141,14 +144,11 @@ pub async fn run(command: FlagsCommand, remote: Remote) -> anyhow::Result<ExitCo
                 None => format!("/api/v1/flags/changes?limit={limit}"),
             };
             let answer: Value = api.get(&path).await?;
-            if !json_output {
-                print!("{}", history_table(&answer));
-                return Ok(ExitCode::SUCCESS);
-            }
-            answer
+            print!("{}", output::render(&answer, output, history_table)?);
+            return Ok(ExitCode::SUCCESS);
         }
     };
-    print_json(&answer)?;
+    print_data(&answer, output)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -191,9 +191,9 @@ fn list_table(answer: &Value) -> String {
     let empty = Vec::new();
     for flag in answer.as_array().unwrap_or(&empty) {
         let state = if flag["killed"] == Value::Bool(true) {
-            "KILLED".to_string()
+            output::painted_state("KILLED")
         } else {
-            text(&flag["state"])
+            output::painted_state(&text(&flag["state"]))
         };
         rows.push(vec![
             text(&flag["key"]),

@@ -28,6 +28,7 @@ use serde_json::{json, Value};
 
 use crate::cli::Output;
 use crate::demo::load::{self, LoadPlan, LoadSummary, LoadWatch};
+use crate::logging::LogFormat;
 use crate::output;
 
 /// Loads `load serve` runs at once; more are refused with 429.
@@ -74,7 +75,7 @@ pub enum LoadCommand {
     },
 }
 
-pub async fn run(command: LoadCommand) -> anyhow::Result<ExitCode> {
+pub async fn run(command: LoadCommand, log_format: LogFormat) -> anyhow::Result<ExitCode> {
     match command {
         LoadCommand::Run {
             url,
@@ -96,7 +97,7 @@ pub async fn run(command: LoadCommand) -> anyhow::Result<ExitCode> {
             };
             run_once(plan, output).await
         }
-        LoadCommand::Serve { listen } => serve(listen).await,
+        LoadCommand::Serve { listen } => serve(listen, log_format).await,
     }
 }
 
@@ -131,7 +132,7 @@ async fn run_once(plan: LoadPlan, output: Output) -> anyhow::Result<ExitCode> {
         }
     };
     match output {
-        Output::Json => {
+        Output::Json | Output::Yaml => {
             let report = Report {
                 url: plan.uri.to_string(),
                 method: plan.method.as_str(),
@@ -140,8 +141,9 @@ async fn run_once(plan: LoadPlan, output: Output) -> anyhow::Result<ExitCode> {
                 duration_secs: plan.duration.unwrap_or_default().as_secs_f64(),
                 summary: &summary,
             };
-            let text = serde_json::to_string_pretty(&report).context("serializing the report")?;
-            println!("{text}");
+            let text = crate::output::render(&report, output, |_| String::new())
+                .context("serializing the report")?;
+            print!("{text}");
         }
         Output::Table => print!("{}", summary_table(&summary)),
     }
@@ -195,8 +197,8 @@ struct FinishedLoad {
 
 type Shared = Arc<Mutex<Loads>>;
 
-async fn serve(listen: SocketAddr) -> anyhow::Result<ExitCode> {
-    crate::server::init_logging();
+async fn serve(listen: SocketAddr, log_format: LogFormat) -> anyhow::Result<ExitCode> {
+    crate::logging::init(log_format);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;

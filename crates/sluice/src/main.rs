@@ -6,6 +6,7 @@ mod breakers_cmd;
 mod cli;
 mod client;
 mod controller;
+mod decision_log;
 mod demo;
 mod flags;
 mod flags_cmd;
@@ -13,12 +14,14 @@ mod generate;
 mod health;
 mod hooks;
 mod load_cmd;
+mod logging;
 mod notify;
 mod output;
 mod providers;
 mod server;
 mod simulate_cmd;
 mod status;
+mod watch;
 
 use std::process::ExitCode;
 

@@ -1,14 +1,88 @@
-//! What people read: tables for status and history, and the one-line
-//! progress view shared by `sluice rollout watch` and `sluice demo`.
+//! What people read: tables for status and history, the one-line
+//! progress view shared by `sluice rollout watch` and `sluice demo`, the
+//! `-o table|json|yaml` switch, and colours (only on a terminal, never
+//! with `NO_COLOR`).
 
 use std::fmt::Write;
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, UNIX_EPOCH};
 
 use sluice_analysis::AnalysisRun;
 use sluice_model::{Timestamp, Unit, Weight};
 use sluice_rollout::Decision;
 
+use crate::cli::Output;
 use crate::status::ServiceStatus;
+
+/// Whether table cells are coloured; set once by the CLI from stdout.
+static COLOUR: AtomicBool = AtomicBool::new(false);
+
+/// Whether `stream` should get colours: a terminal, and `NO_COLOR` unset
+/// or empty (<https://no-color.org>).
+pub fn colour_for(stream: &impl IsTerminal) -> bool {
+    stream.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Colours table cells from now on when stdout is a terminal.
+pub fn enable_colour_on_terminal() {
+    COLOUR.store(colour_for(&std::io::stdout()), Ordering::Relaxed);
+}
+
+/// Good, in between, bad.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tone {
+    Good,
+    Waiting,
+    Bad,
+}
+
+/// `text` in the tone's colour when colours are on, else unchanged.
+pub fn paint(text: &str, tone: Option<Tone>) -> String {
+    paint_if(COLOUR.load(Ordering::Relaxed), text, tone)
+}
+
+fn paint_if(on: bool, text: &str, tone: Option<Tone>) -> String {
+    let code = match tone {
+        Some(_) if !on => return text.to_string(),
+        None => return text.to_string(),
+        Some(Tone::Good) => 32,
+        Some(Tone::Waiting) => 33,
+        Some(Tone::Bad) => 31,
+    };
+    format!("\x1b[{code}m{text}\x1b[0m")
+}
+
+/// A phase, verdict, breaker or flag state (as shown, any case) painted by
+/// what it means for the operator.
+pub fn painted_state(text: &str) -> String {
+    paint(text, tone_of(text))
+}
+
+fn tone_of(state: &str) -> Option<Tone> {
+    match state.to_ascii_lowercase().replace('_', "").as_str() {
+        "succeeded" | "promoting" | "pass" | "closed" | "enabled" | "on" => Some(Tone::Good),
+        "progressing" | "initializing" | "paused" | "waitingpromotion" | "baking"
+        | "inconclusive" | "halfopen" | "shadow" | "disabled" => Some(Tone::Waiting),
+        "rollingback" | "rolledback" | "failed" | "fail" | "open" | "forcedopen" | "killed" => {
+            Some(Tone::Bad)
+        }
+        _ => None,
+    }
+}
+
+/// The answer as a table (default), pretty JSON or YAML, ready to print.
+pub fn render<T: serde::Serialize>(
+    value: &T,
+    output: Output,
+    table: impl FnOnce(&T) -> String,
+) -> anyhow::Result<String> {
+    Ok(match output {
+        Output::Table => table(value),
+        Output::Json => serde_json::to_string_pretty(value)? + "\n",
+        Output::Yaml => serde_yaml_ng::to_string(value)?,
+    })
+}
 
 /// Success rate (percent) and p99 (ms) of one version over a recent window.
 #[derive(Clone, Copy, Debug, Default)]
@@ -35,14 +109,18 @@ pub fn status_table(statuses: &[ServiceStatus]) -> String {
         let analysis = s.last_analysis.as_ref();
         rows.push(vec![
             s.service.clone(),
-            format!("{:?}", s.phase),
+            painted_state(&format!("{:?}", s.phase)),
             s.weight.to_string(),
             format!("{}/{}", shown_step(s), s.steps_total),
             format!("{}/{}", s.failed_runs, s.threshold),
             percent(analysis.and_then(|a| a.canary_success_rate)),
             millis(analysis.and_then(|a| a.canary_p99_ms)),
             analysis.map_or("-".to_string(), |a| {
-                format!("{:?}: {}", a.verdict, a.reason)
+                format!(
+                    "{}: {}",
+                    painted_state(&format!("{:?}", a.verdict)),
+                    a.reason
+                )
             }),
         ]);
     }
@@ -95,7 +173,7 @@ pub fn history_table(decisions: &[Decision]) -> String {
             time(d.at),
             d.rollout_id.to_string(),
             format!("{:?}", d.kind),
-            format!("{:?}", d.to),
+            painted_state(&format!("{:?}", d.to)),
             d.weight.to_string(),
             d.reason.clone(),
         ]);
@@ -249,14 +327,15 @@ pub fn time(at: Timestamp) -> String {
         .to_string()
 }
 
-/// Left-aligned columns separated by two spaces; the last column is not padded.
+/// Left-aligned columns separated by two spaces; the last column is not
+/// padded. Widths count what shows: colour escapes take no room.
 pub fn table(rows: &[Vec<String>]) -> String {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns)
         .map(|c| {
             rows.iter()
                 .filter_map(|r| r.get(c))
-                .map(|v| v.chars().count())
+                .map(|v| shown_width(v))
                 .max()
                 .unwrap_or(0)
         })
@@ -264,15 +343,30 @@ pub fn table(rows: &[Vec<String>]) -> String {
     let mut out = String::new();
     for row in rows {
         for (c, value) in row.iter().enumerate() {
-            if c + 1 == row.len() {
-                out.push_str(value);
-            } else {
-                let _ = write!(out, "{value:<width$}  ", width = widths[c]);
+            out.push_str(value);
+            if c + 1 < row.len() {
+                let padding = widths[c] - shown_width(value) + 2;
+                out.extend(std::iter::repeat_n(' ', padding));
             }
         }
         out.push('\n');
     }
     out
+}
+
+/// Characters shown, not counting `ESC [ … m` colour sequences.
+fn shown_width(text: &str) -> usize {
+    let mut width = 0;
+    let mut in_escape = false;
+    for c in text.chars() {
+        match (in_escape, c) {
+            (false, '\x1b') => in_escape = true,
+            (false, _) => width += 1,
+            (true, 'm') => in_escape = false,
+            (true, _) => {}
+        }
+    }
+    width
 }
 
 #[cfg(test)]
@@ -330,5 +424,31 @@ mod tests {
             vec!["CCC".to_string(), "D".to_string()],
         ];
         assert_eq!(table(&rows), "A    BB\nCCC  D\n");
+        let coloured = vec![
+            vec!["\x1b[32mok\x1b[0m".to_string(), "x".to_string()],
+            vec!["fine".to_string(), "y".to_string()],
+        ];
+        assert_eq!(
+            table(&coloured),
+            "\x1b[32mok\x1b[0m    x\nfine  y\n",
+            "escapes take no room"
+        );
+    }
+
+    #[test]
+    fn states_are_painted_only_when_colours_are_on() {
+        assert_eq!(
+            paint_if(false, "RolledBack", tone_of("RolledBack")),
+            "RolledBack"
+        );
+        assert_eq!(
+            paint_if(true, "RolledBack", tone_of("RolledBack")),
+            "\x1b[31mRolledBack\x1b[0m"
+        );
+        assert_eq!(
+            paint_if(true, "half_open", tone_of("half_open")),
+            "\x1b[33mhalf_open\x1b[0m"
+        );
+        assert_eq!(paint_if(true, "Idle", tone_of("Idle")), "Idle");
     }
 }

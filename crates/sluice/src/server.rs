@@ -88,6 +88,7 @@ pub async fn start(
             other => anyhow::anyhow!(other),
         })?;
     let metrics = Metrics::new();
+    metrics.set_latency_buckets(&config.proxy.latency_buckets);
     metrics
         .breakers()
         .set_env_override(breakers_env(std::env::var("SLUICE_BREAKERS_ENABLED").ok())?);
@@ -274,7 +275,9 @@ pub async fn reload(
                 )),
                 other => anyhow::anyhow!(other),
             })?;
+        let buckets = config.proxy.latency_buckets.clone();
         controller.reconfigure(Arc::new(config)).await?;
+        controller.metrics().set_latency_buckets(&buckets);
         anyhow::Ok(())
     }
     .await;
@@ -299,11 +302,13 @@ pub struct RunOptions {
     pub flag_files: Vec<PathBuf>,
     /// Overrides `admin.address`.
     pub admin: Option<SocketAddr>,
+    /// `--log-format`.
+    pub log_format: crate::logging::LogFormat,
 }
 
 /// `sluice run -c FILE [--flags FILE]... [--admin ADDR]`.
 pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
-    init_logging();
+    crate::logging::init(options.log_format);
     let mut config = match &options.config {
         Some(path) => load_config(path)
             .with_context(|| format!("{} is not a valid config", path.display()))?,
@@ -336,13 +341,14 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let running = start(config, options.config.clone(), &options.flag_files).await?;
+    let announce = |message: &str| crate::logging::announce(options.log_format, message);
     for addr in &running.proxy_addrs {
-        eprintln!("sluice: proxy listening on http://{addr}");
+        announce(&format!("sluice: proxy listening on http://{addr}"));
     }
-    eprintln!(
+    announce(&format!(
         "sluice: admin API on http://{0} (metrics: http://{0}/metrics)",
         running.admin_addr
-    );
+    ));
     loop {
         tokio::select! {
             _ = hangup.recv() => {
@@ -357,7 +363,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
             _ = tokio::signal::ctrl_c() => break,
         }
     }
-    eprintln!("sluice: shutting down, draining in-flight requests");
+    announce("sluice: shutting down, draining in-flight requests");
     running.stop().await;
     Ok(ExitCode::SUCCESS)
 }
@@ -376,18 +382,6 @@ pub async fn interrupted() {
         _ = tokio::signal::ctrl_c() => {}
         () = terminate => {}
     }
-}
-
-/// Logs to stderr; `SLUICE_LOG` (or `RUST_LOG`) sets the filter, default `info`.
-pub fn init_logging() {
-    let filter = std::env::var("SLUICE_LOG")
-        .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "info".to_string());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
 }
 
 #[cfg(test)]

@@ -1,16 +1,18 @@
 //! `sluice analysis simulate`: the decision-quality benchmark of the
-//! judges, printed as a table or as one JSON object. The simulation itself
+//! judges, printed as a table, or as one JSON or YAML object. The simulation itself
 //! lives in [`sluice_analysis::simulate`]; this is only its front door.
 
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
+
+use crate::cli::Output;
 use sluice_analysis::simulate::{simulate, SimulationConfig};
 
 /// Runs `runs` seeded runs per scenario and judge and prints the report:
 /// `{"runs", "seed", ..., "judges": {"threshold": {"aa": {...}, ...},
-/// "sequential": {...}}}` with `json`, else a table.
-pub fn run(runs: usize, seed: u64, json: bool) -> anyhow::Result<ExitCode> {
+/// "sequential": {...}}}` with `json` (or YAML), else a table.
+pub fn run(runs: usize, seed: u64, output: Output) -> anyhow::Result<ExitCode> {
     if runs == 0 {
         bail!("--runs must be at least 1");
     }
@@ -20,11 +22,8 @@ pub fn run(runs: usize, seed: u64, json: bool) -> anyhow::Result<ExitCode> {
         ..SimulationConfig::default()
     };
     let report = simulate(&config);
-    if json {
-        let text = serde_json::to_string_pretty(&report).context("serializing the report")?;
-        println!("{text}");
-    } else {
-        print!("{}", report.to_table());
-    }
+    let text = crate::output::render(&report, output, |r| r.to_table())
+        .context("serializing the report")?;
+    print!("{text}");
     Ok(ExitCode::SUCCESS)
 }

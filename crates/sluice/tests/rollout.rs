@@ -187,8 +187,8 @@ async fn a_canary_with_20_percent_errors_is_rolled_back_within_the_threshold() {
     let (_, _, metrics) = get(&client, sluice.admin, "/metrics", &[]).await;
     for line in [
         "sluice_check_verdict{service=\"web\",check=\"success_rate\",verdict=\"fail\"} 1",
-        "sluice_check_bound{service=\"web\",check=\"success_rate\",unit=\"percent\"} 95",
-        &format!("sluice_check_value{{service=\"web\",check=\"success_rate\",unit=\"percent\",version=\"canary\"}} {value}"),
+        "sluice_check_bound{service=\"web\",check=\"success_rate\",unit=\"ratio\"} 0.95",
+        &format!("sluice_check_value{{service=\"web\",check=\"success_rate\",unit=\"ratio\",version=\"canary\"}} {}", value / 100.0),
         "sluice_rollout_phase{service=\"web\",phase=\"RolledBack\"} 1",
     ] {
         assert!(metrics.contains(line), "{line} missing from:\n{metrics}");

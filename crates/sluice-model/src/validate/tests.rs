@@ -517,3 +517,35 @@ fn rolling_fields_belong_to_their_strategies() {
     let rollout = config.services[0].rollout.as_ref().unwrap();
     assert_eq!(rollout.gap_retry_after(), Duration::from_secs(2));
 }
+
+#[test]
+fn latency_buckets_are_increasing_positive_and_few() {
+    let config = Config::from_yaml(GOOD).unwrap();
+    assert_eq!(config.proxy.latency_buckets.len(), 13, "the default");
+    let with = |buckets: &str| format!("proxy:\n  latency_buckets: {buckets}\n{GOOD}");
+    let config = Config::from_yaml(&with("[0.005, 0.05, 0.5, 5]")).unwrap();
+    assert_eq!(config.proxy.latency_buckets, [0.005, 0.05, 0.5, 5.0]);
+
+    let errors = Config::from_yaml(&with("[0.1, 0.05, -1, 500]"))
+        .unwrap_err()
+        .errors();
+    let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "proxy.latency_buckets[1]",
+            "proxy.latency_buckets[2]",
+            "proxy.latency_buckets[3]"
+        ],
+        "{errors:?}"
+    );
+    assert!(errors[0].message.contains("increasing order"), "{errors:?}");
+    let many: Vec<String> = (1..=31)
+        .map(|i| format!("{}", f64::from(i) / 100.0))
+        .collect();
+    let errors = Config::from_yaml(&with(&format!("[{}]", many.join(", "))))
+        .unwrap_err()
+        .errors();
+    assert_eq!(errors[0].path, "proxy.latency_buckets", "{errors:?}");
+    assert!(Config::from_yaml(&with("[]")).is_err());
+}

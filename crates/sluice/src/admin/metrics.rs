@@ -193,7 +193,7 @@ fn render_checks(out: &mut String, states: &[sluice_rollout::ServiceState]) {
     gauge_header(
         out,
         "sluice_check_value",
-        "The latest value of each check, per version, in the check's unit (label `unit`).",
+        "The latest value of each check, per version, in base units (label `unit`: ratio, seconds, or value for a query's own).",
     );
     for (service, run) in &runs {
         for check in &run.checks {
@@ -201,10 +201,11 @@ fn render_checks(out: &mut String, states: &[sluice_rollout::ServiceState]) {
                 "service=\"{}\",check=\"{}\",unit=\"{}\"",
                 escape(service),
                 escape(&check.name),
-                check.unit
+                base_unit(&check.unit, 0.0).0
             );
             for (version, value) in [("canary", check.value), ("stable", check.stable_value)] {
                 if let Some(value) = value.filter(|v| v.is_finite()) {
+                    let value = base_unit(&check.unit, value).1;
                     let _ = writeln!(
                         out,
                         "sluice_check_value{{{labels},version=\"{version}\"}} {value}"
@@ -221,12 +222,12 @@ fn render_checks(out: &mut String, states: &[sluice_rollout::ServiceState]) {
     for (service, run) in &runs {
         for check in &run.checks {
             if let Some(bound) = check.bound.filter(|v| v.is_finite()) {
+                let (unit, bound) = base_unit(&check.unit, bound);
                 let _ = writeln!(
                     out,
-                    "sluice_check_bound{{service=\"{}\",check=\"{}\",unit=\"{}\"}} {bound}",
+                    "sluice_check_bound{{service=\"{}\",check=\"{}\",unit=\"{unit}\"}} {bound}",
                     escape(service),
                     escape(&check.name),
-                    check.unit
                 );
             }
         }
@@ -307,4 +308,25 @@ fn escape(value: &str) -> String {
         .replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
+}
+/// A check's value in Prometheus base units: a percentage as a ratio
+/// (0 to 1), milliseconds as seconds; a query's own value unchanged.
+fn base_unit(unit: &str, value: f64) -> (&str, f64) {
+    match sluice_model::Unit::from_label(unit) {
+        Some(sluice_model::Unit::Percent) => ("ratio", value / 100.0),
+        Some(sluice_model::Unit::Millis) => ("seconds", value / 1000.0),
+        _ => (unit, value),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::base_unit;
+
+    #[test]
+    fn check_values_are_exported_in_base_units() {
+        assert_eq!(base_unit("percent", 99.5), ("ratio", 0.995));
+        assert_eq!(base_unit("ms", 250.0), ("seconds", 0.25));
+        assert_eq!(base_unit("value", 3.0), ("value", 3.0));
+    }
 }

@@ -16,17 +16,18 @@ use sluice_proxy::Slot;
 use sluice_rollout::{Decision, ServiceState};
 
 use crate::cli::{DemoArgs, Output};
+use crate::logging::LogFormat;
 use crate::output::{self, LiveStats};
 use crate::server::{self, Running};
 use crate::status::ServiceStatus;
 
 const SERVICE: &str = "demo";
 
-pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(args: DemoArgs, log_format: LogFormat) -> anyhow::Result<ExitCode> {
     if std::env::var_os("SLUICE_LOG").is_none() && std::env::var_os("RUST_LOG").is_none() {
         std::env::set_var("SLUICE_LOG", "warn");
     }
-    server::init_logging();
+    crate::logging::init(log_format);
     let v1 = upstream::spawn_upstream(
         "v1",
         upstream::Behaviour {
@@ -247,6 +248,7 @@ fn report(state: &ServiceState, decisions: Vec<Decision>, output: Output) -> any
     status.decisions = decisions;
     match output {
         Output::Json => println!("{}", serde_json::to_string(&status)?),
+        Output::Yaml => print!("{}", serde_yaml_ng::to_string(&status)?),
         Output::Table => {
             println!(
                 "rollout {} of {}: {:?} after {} steps",
