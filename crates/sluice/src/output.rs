@@ -80,8 +80,15 @@ pub fn render<T: serde::Serialize>(
     Ok(match output {
         Output::Table => table(value),
         Output::Json => serde_json::to_string_pretty(value)? + "\n",
-        Output::Yaml => serde_yaml_ng::to_string(value)?,
+        Output::Yaml => yaml(value)?,
     })
+}
+
+/// YAML with the same shape as the JSON output: enums as maps
+/// (`{weight: 10}`), never YAML tags (`!weight 10`) that other tools and
+/// JSON-minded readers do not take.
+pub fn yaml<T: serde::Serialize>(value: &T) -> anyhow::Result<String> {
+    Ok(serde_yaml_ng::to_string(&serde_json::to_value(value)?)?)
 }
 
 /// Success rate (percent) and p99 (ms) of one version over a recent window.

@@ -248,7 +248,7 @@ fn report(state: &ServiceState, decisions: Vec<Decision>, output: Output) -> any
     status.decisions = decisions;
     match output {
         Output::Json => println!("{}", serde_json::to_string(&status)?),
-        Output::Yaml => print!("{}", serde_yaml_ng::to_string(&status)?),
+        Output::Yaml => print!("{}", crate::output::yaml(&status)?),
         Output::Table => {
             println!(
                 "rollout {} of {}: {:?} after {} steps",
