@@ -13,6 +13,7 @@
 
 mod codec;
 mod error;
+mod etcd;
 mod file;
 mod memory;
 pub mod suite;
@@ -23,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use sluice_rollout::{Decision, ServiceState};
 
 pub use error::StoreError;
+pub use etcd::EtcdStore;
 pub use file::FileStore;
 pub use memory::MemoryStore;
 
