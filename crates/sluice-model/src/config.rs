@@ -24,7 +24,8 @@ pub struct Config {
     /// The admin API (JSON, `/metrics`, health), on its own listener.
     #[serde(default)]
     pub admin: AdminConfig,
-    /// The store: a file path for the embedded store (default `sluice.db`).
+    /// The store: a file path for the embedded store (default `sluice.db`),
+    /// or `etcd://host:port[,host:port…][/prefix][?lease_ttl=SECONDS]` for cluster mode.
     #[serde(default = "default_store")]
     pub store: String,
     /// Timeouts and pooling of the data plane.

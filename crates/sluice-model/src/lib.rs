@@ -12,6 +12,7 @@ pub mod flags;
 pub mod mirror;
 pub mod notify;
 pub mod rolling;
+pub mod store;
 mod time;
 mod validate;
 pub mod webhook;
@@ -32,6 +33,7 @@ pub use config::{
 pub use flags::{release_plan_name, ReleasePlan, RollbackMode, VariantLabels};
 pub use mirror::{CompareSpec, MirrorSpec};
 pub use notify::{NotificationKind, NotifyEvent};
+pub use store::{EtcdLocation, StoreLocation};
 pub use time::Timestamp;
 pub use validate::{check_endpoint, Cohort, ConfigError, FieldError, OnDeadline, Step};
 pub use webhook::{HookType, WebhookSpec};

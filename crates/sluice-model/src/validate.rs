@@ -155,8 +155,8 @@ impl Config {
                 );
             }
         }
-        if self.store.trim().is_empty() {
-            errors.push("store", "must name a file for the embedded store");
+        if let Err(why) = crate::StoreLocation::parse(&self.store) {
+            errors.push("store", why);
         }
         self.proxy.validate(&mut errors.0);
         let has_prometheus = self.providers.prometheus.is_some();
