@@ -16,7 +16,7 @@
 //! Service names are escaped (`%` → `%25`, `/` → `%2F`) so that one
 //! service's log is never a prefix of another's.
 
-mod gateway;
+pub(crate) mod gateway;
 
 use std::time::Duration;
 
@@ -228,7 +228,7 @@ fn absent(key: &str) -> Value {
 }
 
 /// The end of the range of every key starting with `prefix`.
-fn range_end(prefix: &[u8]) -> Vec<u8> {
+pub fn range_end(prefix: &[u8]) -> Vec<u8> {
     let mut end = prefix.to_vec();
     while let Some(last) = end.pop() {
         if last < 0xff {

@@ -24,7 +24,8 @@ use serde::{Deserialize, Serialize};
 use sluice_rollout::{Decision, ServiceState};
 
 pub use error::StoreError;
-pub use etcd::EtcdStore;
+pub use etcd::gateway::{b64, unb64, Gateway, GatewayError};
+pub use etcd::{range_end, EtcdStore};
 pub use file::FileStore;
 pub use memory::MemoryStore;
 
