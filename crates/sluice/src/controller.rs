@@ -20,6 +20,7 @@ use sluice_rollout::{Action, Decision, Event, Phase, ServiceState};
 use sluice_store::{Store, StoreError};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::cluster::Leadership;
 use crate::flags::FlagServer;
 use crate::health::{HealthBoard, Probes, Rejections};
 use crate::hooks::Hooks;
@@ -53,6 +54,9 @@ pub enum ControlError {
     /// A `confirm_rollout` webhook did not confirm (asked again every interval).
     #[error("{0}")]
     Hook(String),
+    /// Cluster mode: another node (or none, during an election) decides.
+    #[error("this node is not the cluster's leader; send changes to the leader ({leader})")]
+    NotLeader { leader: String },
 }
 
 /// What an operator (or a reload) asks of a service. Rare, so its size does not matter.
@@ -67,6 +71,11 @@ pub enum Request {
         canary: Option<Vec<Endpoint>>,
     },
     Reconfigure(Arc<Config>),
+    /// Cluster mode, a follower: the store holds a newer state (applied
+    /// when its revision is newer than the one this node knows).
+    Follow(ServiceState),
+    /// Cluster mode: this node was elected; reload from the store and resume.
+    Lead,
 }
 
 pub(crate) type Reply = oneshot::Sender<Result<ServiceState, ControlError>>;
@@ -98,6 +107,8 @@ struct Shared {
     hooks: Arc<Hooks>,
     /// The health of the endpoints that rolling and recreate rollouts probe.
     health: Arc<HealthBoard>,
+    /// Whether this node may decide (always, unless in cluster mode).
+    leadership: Arc<Leadership>,
 }
 
 struct ServiceHandle {
@@ -116,12 +127,35 @@ pub struct Controller {
 impl Controller {
     /// Loads (or creates) every service's state, resumes rollouts in
     /// progress, starts those the config asks for, and publishes the routing.
+    /// A single node's controller (the server uses `start_with`).
+    #[cfg(test)]
     pub async fn start(
         config: Arc<Config>,
         store: Arc<dyn Store>,
         proxy: Arc<Proxy>,
         metrics: Arc<Metrics>,
         flags: Arc<FlagServer>,
+    ) -> Result<Arc<Controller>, ControlError> {
+        Controller::start_with(
+            config,
+            store,
+            proxy,
+            metrics,
+            flags,
+            Arc::new(Leadership::single()),
+        )
+        .await
+    }
+
+    /// `start` for a node that decides only while `leadership` says so
+    /// (cluster mode): a follower loads and routes, and writes nothing.
+    pub async fn start_with(
+        config: Arc<Config>,
+        store: Arc<dyn Store>,
+        proxy: Arc<Proxy>,
+        metrics: Arc<Metrics>,
+        flags: Arc<FlagServer>,
+        leadership: Arc<Leadership>,
     ) -> Result<Arc<Controller>, ControlError> {
         let shared = Arc::new(Shared {
             store,
@@ -135,6 +169,7 @@ impl Controller {
             notifier: ArcSwap::new(Notifier::new(&config.notifications, &env_var)),
             hooks: Arc::new(Hooks::new()),
             health: Arc::default(),
+            leadership,
         });
         let controller = Arc::new(Controller {
             shared,
@@ -167,10 +202,12 @@ impl Controller {
         let stored_revision = loaded.as_ref().map_or(0, |s| s.revision);
         let mut task = ServiceTask::new(service.clone(), shared.clone(), state_tx, stored_revision);
         task.rejections = Some(tx.downgrade());
-        if loaded.is_none() {
-            task.commit(initial_state(service), Vec::new()).await?;
+        if shared.leadership.deciding() {
+            if loaded.is_none() {
+                task.commit(initial_state(service), Vec::new()).await?;
+            }
+            task.reconcile(service).await?;
         }
-        task.reconcile(service).await?;
         tokio::spawn(task.run(rx));
         self.services
             .lock()
@@ -204,6 +241,26 @@ impl Controller {
             .await
             .map_err(|_| ControlError::ShuttingDown)?;
         answer.await.map_err(|_| ControlError::ShuttingDown)?
+    }
+
+    /// Hands a state read from the store to its service's task (followers).
+    pub async fn follow(&self, state: ServiceState) {
+        let name = state.service.clone();
+        if let Err(e) = self.request(&name, Request::Follow(state)).await {
+            tracing::debug!(service = %name, "not followed: {e}");
+        }
+    }
+
+    /// This node was elected: every service reloads from the store and resumes.
+    pub async fn lead(&self) -> Result<(), ControlError> {
+        let names: Vec<String> = {
+            let services = self.services.lock().unwrap_or_else(|e| e.into_inner());
+            services.keys().cloned().collect()
+        };
+        for name in names {
+            self.request(&name, Request::Lead).await?;
+        }
+        Ok(())
     }
 
     /// The latest state of every service, in config order, then every
@@ -539,6 +596,17 @@ impl ServiceTask {
 
     async fn run(mut self, mut requests: mpsc::Receiver<(Request, Reply)>) {
         loop {
+            if !self.shared.leadership.deciding() {
+                // A follower keeps no timers: `Lead` wakes it when elected.
+                match requests.recv().await {
+                    Some((request, reply)) => {
+                        let result = self.handle(request).await.map(|()| self.state.clone());
+                        let _ = reply.send(result);
+                        continue;
+                    }
+                    None => return,
+                }
+            }
             let hold = self.hold_until;
             let wake = self
                 .state
@@ -586,6 +654,10 @@ impl ServiceTask {
                     };
                     if let Err(e) = result {
                         tracing::error!(service = %self.spec.name, "controller: {e}");
+                        if matches!(&e, ControlError::Store(s) if s.is_conflict()) {
+                            // Another writer (a previous leader) got there first: start from its state.
+                            self.reload().await;
+                        }
                         // The state was not stored, so nothing was acted on; retry soon.
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
@@ -596,7 +668,38 @@ impl ServiceTask {
 
     async fn handle(&mut self, request: Request) -> Result<(), ControlError> {
         let now = Timestamp::now_system();
+        let deciding = self.shared.leadership.deciding();
         match request {
+            Request::Follow(state) => {
+                if !deciding || state.revision > self.stored_revision {
+                    self.follow(state);
+                }
+                return Ok(());
+            }
+            Request::Lead => {
+                self.reload().await;
+                if self.stored_revision == 0 {
+                    self.commit(initial_state(&self.spec), Vec::new()).await?;
+                }
+                let spec = self.spec.clone();
+                self.baseline = self.counters();
+                return self.reconcile(&spec).await;
+            }
+            Request::Reconfigure(config) if !deciding => {
+                if let Some(spec) = controlled(&config)
+                    .into_iter()
+                    .find(|s| s.name == self.spec.name)
+                {
+                    self.release = release_plan(&config, &self.spec.name);
+                    self.spec = spec;
+                }
+                return Ok(());
+            }
+            _ if !deciding => return Err(self.not_leader()),
+            _ => {}
+        }
+        match request {
+            Request::Follow(_) | Request::Lead => Ok(()),
             Request::Event(event) => {
                 let rollout =
                     self.state
@@ -993,12 +1096,42 @@ impl ServiceTask {
         }
     }
 
+    /// Takes a state another node stored: routes by it, tells watchers, acts on nothing.
+    fn follow(&mut self, state: ServiceState) {
+        self.stored_revision = state.revision;
+        self.state = state;
+        self.shared.set_routing(&self.state);
+        self.shared.publish();
+        self.state_tx.send_replace(self.state.clone());
+    }
+
+    /// Replaces this node's state with the stored one (if any).
+    async fn reload(&mut self) {
+        let store = self.shared.store.clone();
+        let name = self.spec.name.clone();
+        match blocking(move || store.load(&name)).await {
+            Ok(Some(state)) => self.follow(state),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(service = %self.spec.name, "cannot reload the state: {e}"),
+        }
+    }
+
+    fn not_leader(&self) -> ControlError {
+        ControlError::NotLeader {
+            leader: self.shared.leadership.leader_hint(),
+        }
+    }
+
     /// Stores the transition, then acts on it (routing), then tells watchers.
     async fn commit(
         &mut self,
         mut next: ServiceState,
         actions: Vec<Action>,
     ) -> Result<(), ControlError> {
+        // Checked last thing before the write: a leader whose lease ran out writes nothing.
+        if !self.shared.leadership.deciding() {
+            return Err(self.not_leader());
+        }
         if next.revisions.iter().any(|r| r.config_digest.is_empty()) {
             let digest = config_digest(&self.spec);
             for revision in next

@@ -5,6 +5,7 @@ mod admin;
 mod breakers_cmd;
 mod cli;
 mod client;
+mod cluster;
 mod controller;
 mod decision_log;
 mod demo;

@@ -11,14 +11,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use sluice_model::StoreLocation;
 use sluice_model::{Config, ConfigError, FieldError};
 use sluice_proxy::{Metrics, Proxy, RouteTable};
-use sluice_store::FileStore;
+use sluice_store::{EtcdStore, FileStore, Store};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admin;
+use crate::cluster::{Leadership, Node};
 use crate::controller::Controller;
 use crate::flags::{FlagError, FlagServer};
 
@@ -71,10 +73,28 @@ pub async fn start(
              move production traffic. Set SLUICE_ADMIN_TOKEN (or admin.token), or bind it to 127.0.0.1"
         );
     }
-    let store = Arc::new(
-        FileStore::open(Path::new(&config.store))
-            .with_context(|| format!("cannot open the store {:?}", config.store))?,
-    );
+    let location =
+        StoreLocation::parse(&config.store).map_err(|why| anyhow::anyhow!("store: {why}"))?;
+    let (store, etcd): (Arc<dyn Store>, _) = match &location {
+        StoreLocation::File(path) => (
+            Arc::new(
+                FileStore::open(Path::new(path))
+                    .with_context(|| format!("cannot open the store {path:?}"))?,
+            ),
+            None,
+        ),
+        StoreLocation::Etcd(etcd) => (
+            Arc::new(
+                EtcdStore::connect(etcd.endpoints.clone(), &etcd.prefix)
+                    .with_context(|| format!("cannot open the store {:?}", config.store))?,
+            ),
+            Some(etcd.clone()),
+        ),
+    };
+    let leadership = Arc::new(match etcd {
+        Some(_) => Leadership::follower(),
+        None => Leadership::single(),
+    });
     let flags =
         FlagServer::start(&config.flags, flag_files, store.clone()).map_err(|e| match e {
             FlagError::Invalid(errors) => anyhow::anyhow!(
@@ -95,12 +115,13 @@ pub async fn start(
     let table = RouteTable::build(&config, &HashMap::new(), &metrics);
     let proxy = Proxy::new(&config.proxy, table, metrics.clone());
     let config = Arc::new(config);
-    let controller = Controller::start(
+    let controller = Controller::start_with(
         config.clone(),
-        store,
+        store.clone(),
         proxy.clone(),
         metrics.clone(),
         flags.clone(),
+        leadership.clone(),
     )
     .await?;
 
@@ -138,6 +159,29 @@ pub async fn start(
         .await
         .with_context(|| format!("admin.address: cannot listen on {admin_address}"))?;
     let admin_addr = admin_socket.local_addr()?;
+    let cluster = etcd.map(|etcd| {
+        let digest = {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            serde_json::to_string(&*config)
+                .unwrap_or_default()
+                .hash(&mut hasher);
+            format!("{:016x}", hasher.finish())
+        };
+        Arc::new(Node::new(
+            &etcd,
+            admin_addr.to_string(),
+            digest,
+            store.clone(),
+            ready.clone(),
+            leadership.clone(),
+        ))
+    });
+    if let Some(node) = &cluster {
+        tasks.push(tokio::spawn(
+            node.clone().run(controller.clone(), shutdown.subscribe()),
+        ));
+    }
     let router = admin::router(admin::AdminState {
         controller: controller.clone(),
         ready: ready.clone(),
@@ -145,6 +189,7 @@ pub async fn start(
         config_source: source,
         reloads: reloads.clone(),
         flags: flags.clone(),
+        cluster: cluster.clone(),
     });
     // Always: a reload may name files the start-up config did not.
     tasks.push(tokio::spawn(
@@ -161,7 +206,10 @@ pub async fn start(
             tracing::error!("admin API stopped: {e}");
         }
     }));
-    ready.store(true, Ordering::SeqCst);
+    if cluster.is_none() {
+        // In cluster mode the node is ready once it has read the stored state.
+        ready.store(true, Ordering::SeqCst);
+    }
     Ok(Running {
         flags,
         proxy_addrs,

@@ -26,7 +26,7 @@ use sluice_rollout::Event;
 
 pub use problem::Problem;
 
-use crate::controller::{Controller, Request as ControlRequest};
+use crate::controller::{ControlError, Controller, Request as ControlRequest};
 use crate::server::{self, ReloadCounters};
 use crate::status::ServiceStatus;
 
@@ -45,6 +45,8 @@ pub struct AdminState {
     pub reloads: Arc<ReloadCounters>,
     /// The feature-flag server (OFREP and the flags API).
     pub flags: Arc<crate::flags::FlagServer>,
+    /// Cluster mode: this node (None on a single node).
+    pub cluster: Option<Arc<crate::cluster::Node>>,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -67,6 +69,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/rollouts/{service}/history", get(history))
         .route("/api/v1/rollouts/{service}/revisions", get(revisions))
         .route("/api/v1/config", get(config))
+        .route("/api/v1/cluster", get(cluster))
         .merge(breakers::reads())
         .merge(flags::reads())
         .merge(crate::flags::ofrep::routes())
@@ -87,6 +90,26 @@ async fn readyz(State(state): State<AdminState>) -> Response {
         (StatusCode::OK, "ready\n").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+    }
+}
+
+/// `GET /api/v1/cluster`: the nodes, the leader, each node's revisions and lag.
+async fn cluster(State(state): State<AdminState>) -> Response {
+    let Some(node) = state.cluster.clone() else {
+        return Problem::new(
+            StatusCode::NOT_FOUND,
+            "not in cluster mode: the store is a file (use store: etcd://… for cluster mode)",
+        )
+        .into_response();
+    };
+    match tokio::task::spawn_blocking(move || node.status()).await {
+        Ok(Ok(status)) => Json(status).into_response(),
+        Ok(Err(e)) => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("cannot read the cluster from etcd: {e}"),
+        )
+        .into_response(),
+        Err(_) => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response(),
     }
 }
 
@@ -166,10 +189,19 @@ async fn status(
     let mut status = ServiceStatus::from_state(&current);
     if let Some(id) = status.rollout_id {
         // A long plan records tens of thousands of decisions; `/history` has them all.
-        status.decisions = state
+        // The state is this node's; only the decisions need the store. While
+        // it cannot be read (etcd down), the status still answers, without them.
+        match state
             .controller
             .history(&service, Some(id), Some(STATUS_DECISIONS))
-            .await?;
+            .await
+        {
+            Ok(decisions) => status.decisions = decisions,
+            Err(ControlError::Store(e)) => {
+                tracing::debug!(service = %service, "status without decisions: {e}")
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     Ok(Json(status))
 }

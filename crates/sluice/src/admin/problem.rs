@@ -107,6 +107,8 @@ impl From<ControlError> for Problem {
             ControlError::InvalidEndpoint(_) => StatusCode::BAD_REQUEST,
             ControlError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ControlError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            // 421 Misdirected Request: the caller should ask the leader named in the detail.
+            ControlError::NotLeader { .. } => StatusCode::MISDIRECTED_REQUEST,
             ControlError::Provider(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ControlError::Undo(sluice_rollout::UndoError::UnknownRevision { .. }) => {
                 StatusCode::NOT_FOUND

@@ -43,6 +43,7 @@ async fn admin(token: Option<&str>, ready: bool) -> Router {
         .await
         .unwrap();
     router(AdminState {
+        cluster: None,
         flags,
         controller,
         ready: Arc::new(AtomicBool::new(ready)),

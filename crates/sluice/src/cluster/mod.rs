@@ -1,0 +1,346 @@
+//! Cluster mode: several `sluice run` nodes share one state in etcd. Every
+//! node proxies and follows the stored state (polled every
+//! [`FOLLOW_INTERVAL`]); one node, the holder of the leased key
+//! `PREFIX/leader`, decides. Each node registers itself under the leased key
+//! `PREFIX/nodes/NODE` so `GET /api/v1/cluster` can list the fleet.
+//!
+//! Not for: deciding anything (the controller does, while [`Leadership`]
+//! says it may) or storing states (the `EtcdStore` does, with a
+//! compare-and-swap on each service's revision, which is what keeps two
+//! leaders — a new one and one that has not noticed it lost its lease —
+//! from both advancing a rollout).
+
+mod leadership;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use sluice_model::EtcdLocation;
+use sluice_store::{b64, range_end, unb64, Gateway, GatewayError, Store};
+use tokio::sync::watch;
+
+use crate::controller::Controller;
+pub use leadership::Leadership;
+
+/// How often every node reads the stored state (a change reaches every
+/// node's proxy within this plus one read).
+pub const FOLLOW_INTERVAL: Duration = Duration::from_millis(300);
+
+/// One node of the cluster.
+pub struct Node {
+    gateway: Gateway,
+    prefix: String,
+    /// This node's name (`SLUICE_NODE_NAME`, default `HOSTNAME:ADMIN_PORT`).
+    pub name: String,
+    /// Where this node's admin API listens.
+    admin: String,
+    /// A digest of the config this node runs.
+    config_digest: String,
+    lease_ttl: Duration,
+    pub leadership: Arc<Leadership>,
+    store: Arc<dyn Store>,
+    /// `/readyz`: true once the stored state was loaded, false while etcd cannot be read.
+    ready: Arc<AtomicBool>,
+    /// What this node last read of each service's revision.
+    revisions: Mutex<BTreeMap<String, u64>>,
+}
+
+/// The lease this node holds, if any.
+struct Lease {
+    id: String,
+    renewed: Instant,
+}
+
+// === impl Node ===
+
+impl Node {
+    pub fn new(
+        location: &EtcdLocation,
+        admin: String,
+        config_digest: String,
+        store: Arc<dyn Store>,
+        ready: Arc<AtomicBool>,
+        leadership: Arc<Leadership>,
+    ) -> Node {
+        let port = admin.rsplit(':').next().unwrap_or("0").to_string();
+        let name = std::env::var("SLUICE_NODE_NAME")
+            .ok()
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or_else(|| {
+                let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .map(|h| h.trim().to_string())
+                    .unwrap_or_else(|_| "node".into());
+                format!("{host}:{port}")
+            });
+        Node {
+            gateway: Gateway::new(location.endpoints.clone(), Duration::from_secs(2)),
+            prefix: location.prefix.clone(),
+            name,
+            admin,
+            config_digest,
+            lease_ttl: location.lease_ttl,
+            leadership,
+            store,
+            ready,
+            revisions: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn key(&self, rest: &str) -> String {
+        format!("{}{rest}", self.prefix)
+    }
+
+    /// Follows the store, keeps the lease, campaigns, and registers this node, until `stop`.
+    pub async fn run(
+        self: Arc<Self>,
+        controller: Arc<Controller>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let mut lease: Option<Lease> = None;
+        let mut last_election = Instant::now() - self.lease_ttl;
+        loop {
+            self.follow(&controller).await;
+            if last_election.elapsed() >= self.lease_ttl / 3 {
+                last_election = Instant::now();
+                lease = self.elect(lease, &controller).await;
+            } else if lease.is_none() && !self.leadership.deciding() {
+                self.leadership.set_leader(false);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(FOLLOW_INTERVAL) => {}
+                _ = stop.changed() => break,
+            }
+        }
+        // Hand over at once rather than after the lease runs out.
+        if let Some(lease) = lease {
+            self.leadership.set_leader(false);
+            let node = self.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                node.gateway
+                    .call("/v3/lease/revoke", &json!({ "ID": lease.id }))
+            })
+            .await;
+        }
+    }
+
+    /// Reads every service's state and hands it to the controller.
+    async fn follow(&self, controller: &Controller) {
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || store.load_all()).await {
+            Ok(Ok(states)) => {
+                let mut revisions = BTreeMap::new();
+                for state in states {
+                    revisions.insert(state.service.clone(), state.revision);
+                    let known = controller.state(&state.service).map(|s| s.revision);
+                    if known != Some(state.revision) {
+                        controller.follow(state).await;
+                    }
+                }
+                *self.revisions.lock().unwrap_or_else(|e| e.into_inner()) = revisions;
+                if !self.ready.swap(true, Ordering::SeqCst) {
+                    tracing::info!(node = %self.name, "cluster: the stored state is loaded; ready");
+                }
+            }
+            Ok(Err(e)) => {
+                if self.ready.swap(false, Ordering::SeqCst) {
+                    tracing::warn!(node = %self.name, "cluster: cannot read the store; serving the last routing, not ready: {e}");
+                }
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// One election round: renew (or get) the lease, campaign when no one
+    /// leads, register this node. Returns the lease still held.
+    async fn elect(
+        self: &Arc<Self>,
+        lease: Option<Lease>,
+        controller: &Controller,
+    ) -> Option<Lease> {
+        let node = self.clone();
+        let was_leader = self.leadership.deciding();
+        let outcome = tokio::task::spawn_blocking(move || node.elect_blocking(lease)).await;
+        let (lease, leader) = match outcome {
+            Ok(Ok((lease, leader))) => (Some(lease), Some(leader)),
+            Ok(Err((lease, e))) => {
+                tracing::warn!(node = %self.name, "cluster: election round failed: {e}");
+                (lease, None)
+            }
+            Err(_) => (None, None),
+        };
+        match leader {
+            Some(leader) if leader == self.name => {
+                self.leadership.set_leader(true);
+                self.leadership
+                    .set_leader_hint(format!("{} at {}", self.name, self.admin));
+                if !was_leader && self.leadership.deciding() {
+                    tracing::info!(node = %self.name, "cluster: elected leader; resuming every service from the store");
+                    if let Err(e) = controller.lead().await {
+                        tracing::error!(node = %self.name, "cluster: cannot resume as leader: {e}");
+                    }
+                }
+            }
+            Some(other) => {
+                if was_leader {
+                    tracing::warn!(node = %self.name, "cluster: no longer the leader ({other} is)");
+                }
+                self.leadership.set_leader(false);
+                self.leadership.set_leader_hint(other);
+            }
+            None => {
+                if was_leader && !self.leadership.deciding() {
+                    tracing::warn!(node = %self.name, "cluster: the lease ran out; no longer deciding");
+                }
+            }
+        }
+        lease
+    }
+
+    /// Returns the lease and the leader's name, or the lease still believed
+    /// held and the error.
+    #[allow(clippy::result_large_err)]
+    fn elect_blocking(
+        &self,
+        lease: Option<Lease>,
+    ) -> Result<(Lease, String), (Option<Lease>, GatewayError)> {
+        let ttl = self.lease_ttl.as_secs().max(1);
+        let lease = match lease {
+            Some(lease) => {
+                let sent = Instant::now();
+                let answer = self
+                    .gateway
+                    .call("/v3/lease/keepalive", &json!({ "ID": lease.id }))
+                    .map_err(|e| {
+                        (
+                            Some(Lease {
+                                id: lease.id.clone(),
+                                renewed: lease.renewed,
+                            }),
+                            e,
+                        )
+                    })?;
+                let remaining = answer["result"]["TTL"]
+                    .as_str()
+                    .and_then(|t| t.parse::<u64>().ok());
+                match remaining {
+                    Some(seconds) if seconds > 0 => {
+                        self.leadership.renewed(sent, Duration::from_secs(seconds));
+                        Lease {
+                            id: lease.id,
+                            renewed: sent,
+                        }
+                    }
+                    // Expired while etcd could not be reached: start over.
+                    _ => {
+                        self.leadership.set_leader(false);
+                        self.grant(ttl).map_err(|e| (None, e))?
+                    }
+                }
+            }
+            None => self.grant(ttl).map_err(|e| (None, e))?,
+        };
+        let leader_key = self.key("leader");
+        let me = json!({ "node": self.name, "admin": self.admin }).to_string();
+        let campaign = json!({
+            "compare": [{ "key": b64(leader_key.as_bytes()), "target": "CREATE", "result": "EQUAL", "create_revision": "0" }],
+            "success": [{ "request_put": { "key": b64(leader_key.as_bytes()), "value": b64(me.as_bytes()), "lease": lease.id } }],
+            "failure": [{ "request_range": { "key": b64(leader_key.as_bytes()) } }],
+        });
+        let keep = |e| {
+            (
+                Some(Lease {
+                    id: lease.id.clone(),
+                    renewed: lease.renewed,
+                }),
+                e,
+            )
+        };
+        let answer = self.gateway.call("/v3/kv/txn", &campaign).map_err(keep)?;
+        let leader = if answer["succeeded"].as_bool() == Some(true) {
+            self.name.clone()
+        } else {
+            let value = answer["responses"][0]["response_range"]["kvs"][0]["value"]
+                .as_str()
+                .and_then(unb64)
+                .and_then(|v| serde_json::from_slice::<Value>(&v).ok())
+                .unwrap_or(Value::Null);
+            match (value["node"].as_str(), value["admin"].as_str()) {
+                (Some(node), _) if node == self.name => node.to_string(),
+                (Some(node), Some(admin)) => format!("{node} at {admin}"),
+                _ => "none elected yet".into(),
+            }
+        };
+        let leading = leader == self.name;
+        let registration = json!({
+            "node": self.name,
+            "admin": self.admin,
+            "leader": leading,
+            "config_digest": self.config_digest,
+            "revisions": *self.revisions.lock().unwrap_or_else(|e| e.into_inner()),
+        })
+        .to_string();
+        let put = json!({
+            "key": b64(self.key(&format!("nodes/{}", self.name)).as_bytes()),
+            "value": b64(registration.as_bytes()),
+            "lease": lease.id,
+        });
+        self.gateway.call("/v3/kv/put", &put).map_err(keep)?;
+        Ok((lease, leader))
+    }
+
+    fn grant(&self, ttl: u64) -> Result<Lease, GatewayError> {
+        let sent = Instant::now();
+        let answer = self
+            .gateway
+            .call("/v3/lease/grant", &json!({ "TTL": ttl.to_string() }))?;
+        let id = answer["ID"].as_str().unwrap_or_default().to_string();
+        self.leadership.renewed(sent, Duration::from_secs(ttl));
+        Ok(Lease { id, renewed: sent })
+    }
+
+    /// `GET /api/v1/cluster`: every registered node with its lag, and the leader.
+    pub fn status(&self) -> Result<Value, GatewayError> {
+        let nodes_key = self.key("nodes/");
+        let answer = self.gateway.call(
+            "/v3/kv/range",
+            &json!({ "key": b64(nodes_key.as_bytes()), "range_end": b64(&range_end(nodes_key.as_bytes())) }),
+        )?;
+        let stored = self
+            .revisions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut leader = Value::Null;
+        let nodes: Vec<Value> = answer["kvs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|kv| kv["value"].as_str().and_then(unb64))
+            .filter_map(|v| serde_json::from_slice::<Value>(&v).ok())
+            .map(|mut node| {
+                let lag: u64 = stored
+                    .iter()
+                    .map(|(service, revision)| {
+                        let seen = node["revisions"][service].as_u64().unwrap_or(0);
+                        revision.saturating_sub(seen)
+                    })
+                    .sum();
+                node["lag"] = json!(lag);
+                if node["leader"].as_bool() == Some(true) {
+                    leader = node["node"].clone();
+                }
+                node
+            })
+            .collect();
+        Ok(json!({
+            "this_node": self.name,
+            "leader": leader,
+            "lease_ttl_seconds": self.lease_ttl.as_secs(),
+            "store_revisions": stored,
+            "nodes": nodes,
+        }))
+    }
+}
