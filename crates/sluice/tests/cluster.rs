@@ -1,0 +1,357 @@
+//! Cluster mode end to end: a real etcd and real sluice nodes on loopback,
+//! load spread over every node. One leader decides; followers route by the
+//! stored state and refuse changes with the leader's name; kill -9 of the
+//! leader hands over at the same step; etcd down keeps the last routing.
+
+mod common;
+#[path = "common/etcd.rs"]
+mod etcd;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use etcd::Etcd;
+use serde_json::Value;
+
+/// Many small steps, one per second when the checks pass.
+const PLAN: &str = "      interval: 1s
+      threshold: 2
+      step_weights: [10, 20, 30, 40, 50, 60, 70, 80, 90]
+      min_requests: 5
+      checks:
+        - metric: success_rate
+          min: 95
+";
+
+const LEASE_TTL: u64 = 2;
+
+fn config(etcd: &Etcd, prefix: &str, v1: &Upstream, v2: &Upstream) -> String {
+    service_config(&v1.endpoint(), &v2.endpoint(), PLAN).replace(
+        "store: sluice.db",
+        &format!("store: \"{}\"", etcd.store_url(prefix, LEASE_TTL)),
+    )
+}
+
+struct Node {
+    name: &'static str,
+    sluice: Sluice,
+    _dir: tempfile::TempDir,
+}
+
+fn start_node(name: &'static str, config: &str) -> Node {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("sluice.yaml"), config).unwrap();
+    let path = dir.path().join("sluice.yaml");
+    let sluice = Sluice::start_with(
+        dir.path(),
+        &["run", "-c", path.to_str().unwrap()],
+        &[("SLUICE_NODE_NAME", name)],
+    );
+    Node {
+        name,
+        sluice,
+        _dir: dir,
+    }
+}
+
+async fn ready(client: &HttpClient, node: &Node) -> bool {
+    let url = format!("http://{}/readyz", node.sluice.admin);
+    match client
+        .get(url.parse().unwrap())
+        .await
+        .map(|r| r.status().as_u16())
+    {
+        Ok(status) => status == 200,
+        Err(_) => false,
+    }
+}
+
+async fn leader_seen_by(client: &HttpClient, node: &Node) -> Option<String> {
+    let status = admin_json(client, node.sluice.admin, "/api/v1/cluster").await;
+    status["leader"].as_str().map(str::to_string)
+}
+
+async fn rollout(client: &HttpClient, node: &Node) -> Value {
+    admin_json(client, node.sluice.admin, "/api/v1/rollouts/web").await
+}
+
+async fn history(client: &HttpClient, node: &Node) -> Vec<Value> {
+    admin_json(client, node.sluice.admin, "/api/v1/rollouts/web/history")
+        .await
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Waits until every node is ready and agrees on one leader among them; returns its index.
+async fn elected(client: &HttpClient, nodes: &[&Node]) -> usize {
+    eventually(
+        Duration::from_secs(20),
+        "one leader all nodes agree on",
+        || async {
+            let mut seen = Vec::new();
+            for node in nodes {
+                if !ready(client, node).await {
+                    return None;
+                }
+                seen.push(leader_seen_by(client, node).await?);
+            }
+            let first = seen[0].clone();
+            if seen.iter().any(|s| *s != first) {
+                return None;
+            }
+            nodes.iter().position(|n| n.name == first)
+        },
+    )
+    .await
+}
+
+/// The decision log holds each (rollout, seq) once, in order, and its
+/// weights climb the plan without skipping a step or going back.
+fn assert_no_step_skipped_or_repeated(decisions: &[Value]) {
+    let seqs: Vec<u64> = decisions
+        .iter()
+        .map(|d| d["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        seqs,
+        (0..seqs.len() as u64).collect::<Vec<_>>(),
+        "{decisions:#?}"
+    );
+    let mut weights: Vec<f64> = decisions
+        .iter()
+        .filter_map(|d| d["weight"].as_f64())
+        .filter(|w| *w > 0.0)
+        .collect();
+    assert!(
+        weights.windows(2).all(|w| w[0] <= w[1]),
+        "weights went back: {weights:?}"
+    );
+    weights.dedup();
+    let plan = [10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 100.0];
+    assert_eq!(weights[..], plan[..weights.len()], "a step was skipped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_leader_decides_and_followers_route_by_its_state() {
+    let etcd = Etcd::start();
+    let (v1, v2) = (Upstream::start("v1").await, Upstream::start("v2").await);
+    let config = config(&etcd, "one-leader", &v1, &v2);
+    let a = start_node("a", &config);
+    let b = start_node("b", &config);
+    let client = client();
+    let nodes = [&a, &b];
+    let leader = nodes[elected(&client, &nodes).await];
+    let follower = nodes[1 - nodes.iter().position(|n| n.name == leader.name).unwrap()];
+
+    // A follower refuses changes and names the leader.
+    let (status, problem) = admin_post(
+        &client,
+        follower.sluice.admin,
+        "/api/v1/rollouts/web/pause",
+        None,
+    )
+    .await;
+    assert_eq!(status, 421, "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(leader.name),
+        "{problem}"
+    );
+    let cluster = admin_json(&client, follower.sluice.admin, "/api/v1/cluster").await;
+    let names: Vec<&str> = cluster["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n["node"].as_str())
+        .collect();
+    assert_eq!(names, ["a", "b"], "{cluster}");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let _load_a = spawn_load(a.sluice.proxy, 2, Duration::from_millis(5), stop.clone());
+    let _load_b = spawn_load(b.sluice.proxy, 2, Duration::from_millis(5), stop.clone());
+    // Each new weight on the leader reaches the follower within about a second.
+    let mut checked = 0;
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while checked < 3 && Instant::now() < deadline {
+        let on_leader = rollout(&client, leader).await;
+        if on_leader["steps_taken"].as_u64().unwrap_or(0) == 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+        let revision = on_leader["revision"].clone();
+        let weight = on_leader["weight"].clone();
+        let seen = Instant::now();
+        eventually(
+            Duration::from_millis(1500),
+            "the follower to take the leader's weight",
+            || async {
+                let on_follower = rollout(&client, follower).await;
+                (on_follower["revision"].as_u64() >= revision.as_u64()).then_some(())
+            },
+        )
+        .await;
+        let on_follower = rollout(&client, follower).await;
+        if on_follower["revision"] == revision {
+            assert_eq!(on_follower["weight"], weight, "after {:?}", seen.elapsed());
+            checked += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(checked, 3, "the rollout did not advance");
+    stop.store(true, Ordering::Relaxed);
+    assert_eq!(
+        history(&client, follower).await,
+        history(&client, leader).await
+    );
+    assert!(!follower.sluice.log_text().contains("elected leader"));
+    a.sluice.kill9();
+    b.sluice.kill9();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_the_leader_hands_over_at_the_same_step() {
+    let etcd = Etcd::start();
+    let (v1, v2) = (Upstream::start("v1").await, Upstream::start("v2").await);
+    let config = config(&etcd, "handover", &v1, &v2);
+    let a = start_node("a", &config);
+    let b = start_node("b", &config);
+    let client = client();
+    let leader_index = elected(&client, &[&a, &b]).await;
+    let (leader, follower) = if leader_index == 0 { (a, b) } else { (b, a) };
+    let stop = Arc::new(AtomicBool::new(false));
+    let _load_l = spawn_load(
+        leader.sluice.proxy,
+        2,
+        Duration::from_millis(5),
+        stop.clone(),
+    );
+    let _load_f = spawn_load(
+        follower.sluice.proxy,
+        2,
+        Duration::from_millis(5),
+        stop.clone(),
+    );
+    let before = eventually(Duration::from_secs(40), "two steps taken", || async {
+        let status = rollout(&client, &leader).await;
+        (status["steps_taken"].as_u64().unwrap_or(0) >= 2).then_some(status)
+    })
+    .await;
+    leader.sluice.kill9();
+    let killed = Instant::now();
+    eventually(
+        Duration::from_secs(10),
+        "the follower to be elected",
+        || async {
+            (leader_seen_by(&client, &follower).await.as_deref() == Some(follower.name))
+                .then_some(())
+        },
+    )
+    .await;
+    let took = killed.elapsed();
+    assert!(
+        took <= Duration::from_secs(LEASE_TTL + 3),
+        "took {took:?} with a {LEASE_TTL}s lease"
+    );
+    let after = rollout(&client, &follower).await;
+    assert!(
+        after["steps_taken"].as_u64() >= before["steps_taken"].as_u64(),
+        "before {before}\nafter {after}"
+    );
+    let resumed = before["steps_taken"].as_u64().unwrap() + 2;
+    eventually(
+        Duration::from_secs(30),
+        "the new leader to take two more steps",
+        || async {
+            let status = rollout(&client, &follower).await;
+            (status["steps_taken"].as_u64().unwrap_or(0) >= resumed).then_some(())
+        },
+    )
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    assert_no_step_skipped_or_repeated(&history(&client, &follower).await);
+    follower.sluice.kill9();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_etcd_down_nodes_keep_routing_and_decide_nothing() {
+    let mut etcd = Etcd::start();
+    let (v1, v2) = (Upstream::start("v1").await, Upstream::start("v2").await);
+    let config = config(&etcd, "etcd-down", &v1, &v2);
+    let a = start_node("a", &config);
+    let b = start_node("b", &config);
+    let client = client();
+    let leader = [&a, &b][elected(&client, &[&a, &b]).await];
+    let stop = Arc::new(AtomicBool::new(false));
+    let (load_a, _) = spawn_load(a.sluice.proxy, 2, Duration::from_millis(5), stop.clone());
+    let (load_b, _) = spawn_load(b.sluice.proxy, 2, Duration::from_millis(5), stop.clone());
+    eventually(Duration::from_secs(40), "a step taken", || async {
+        (rollout(&client, leader).await["steps_taken"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 1)
+            .then_some(())
+    })
+    .await;
+
+    etcd.stop();
+    eventually(
+        Duration::from_secs(5),
+        "both nodes to report not ready",
+        || async { (!ready(&client, &a).await && !ready(&client, &b).await).then_some(()) },
+    )
+    .await;
+    let frozen = rollout(&client, leader).await;
+    let served = (
+        load_a.ok.load(Ordering::Relaxed),
+        load_b.ok.load(Ordering::Relaxed),
+    );
+    // Longer than the lease and several analysis intervals.
+    tokio::time::sleep(Duration::from_secs(LEASE_TTL + 3)).await;
+    let still = rollout(&client, leader).await;
+    assert_eq!(
+        still["revision"], frozen["revision"],
+        "decided without the store"
+    );
+    assert_eq!(still["weight"], frozen["weight"]);
+    assert!(
+        load_a.ok.load(Ordering::Relaxed) > served.0 + 10,
+        "node a stopped serving"
+    );
+    assert!(
+        load_b.ok.load(Ordering::Relaxed) > served.1 + 10,
+        "node b stopped serving"
+    );
+
+    etcd.resume();
+    eventually(
+        Duration::from_secs(10),
+        "both nodes ready again",
+        || async { (ready(&client, &a).await && ready(&client, &b).await).then_some(()) },
+    )
+    .await;
+    let leader = [&a, &b][elected(&client, &[&a, &b]).await];
+    let frozen_steps = frozen["steps_taken"].as_u64().unwrap();
+    eventually(
+        Duration::from_secs(30),
+        "the rollout to continue",
+        || async {
+            (rollout(&client, leader).await["steps_taken"]
+                .as_u64()
+                .unwrap_or(0)
+                > frozen_steps)
+                .then_some(())
+        },
+    )
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    assert_no_step_skipped_or_repeated(&history(&client, leader).await);
+    assert_eq!(load_a.failed.load(Ordering::Relaxed), 0);
+    assert_eq!(load_b.failed.load(Ordering::Relaxed), 0);
+    a.sluice.kill9();
+    b.sluice.kill9();
+}
