@@ -60,7 +60,7 @@ impl Leadership {
     /// The lease was granted or renewed by a request sent at `sent`: it
     /// holds until `sent + ttl` (etcd counts from when it received it, later).
     pub fn renewed(&self, sent: Instant, ttl: Duration) {
-        let until = sent.saturating_duration_since(origin()) + ttl;
+        let until = (sent + ttl).saturating_duration_since(origin());
         self.lease_until
             .store(until.as_millis() as u64, Ordering::SeqCst);
     }
