@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::breakers_cmd::{self, BreakersCommand};
+use crate::cluster_cmd::{self, ClusterCommand};
 use crate::flags_cmd::{self, FlagsCommand};
 use crate::load_cmd::{self, LoadCommand};
 use crate::logging::LogFormat;
@@ -73,6 +74,13 @@ enum Command {
     Breakers {
         #[command(subcommand)]
         command: BreakersCommand,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Cluster mode (store: etcd://…): the nodes, the leader, their lag.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
         #[command(flatten)]
         remote: Remote,
     },
@@ -292,6 +300,12 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 .enable_all()
                 .build()?;
             rt.block_on(breakers_cmd::run(command, remote))
+        }
+        Command::Cluster { command, remote } => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(cluster_cmd::run(command, remote))
         }
         Command::Load { command } => runtime()?.block_on(load_cmd::run(command, log_format)),
         Command::Generate { command } => crate::generate::run(command),

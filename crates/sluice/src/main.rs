@@ -6,6 +6,7 @@ mod breakers_cmd;
 mod cli;
 mod client;
 mod cluster;
+mod cluster_cmd;
 mod controller;
 mod decision_log;
 mod demo;

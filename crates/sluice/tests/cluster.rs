@@ -170,6 +170,13 @@ async fn one_leader_decides_and_followers_route_by_its_state() {
         .filter_map(|n| n["node"].as_str())
         .collect();
     assert_eq!(names, ["a", "b"], "{cluster}");
+    let table = follower.sluice.cli(&["cluster", "status"]);
+    let table = String::from_utf8_lossy(&table.stdout).to_string();
+    assert!(
+        table.starts_with(&format!("leader: {}\n", leader.name)),
+        "{table}"
+    );
+    assert!(table.contains("web="), "{table}");
 
     let stop = Arc::new(AtomicBool::new(false));
     let _load_a = spawn_load(a.sluice.proxy, 2, Duration::from_millis(5), stop.clone());
