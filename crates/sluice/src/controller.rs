@@ -20,7 +20,7 @@ use sluice_rollout::{Action, Decision, Event, Phase, ServiceState};
 use sluice_store::{Store, StoreError};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::cluster::Leadership;
+use crate::cluster::{FleetCounters, Leadership};
 use crate::flags::FlagServer;
 use crate::health::{HealthBoard, Probes, Rejections};
 use crate::hooks::Hooks;
@@ -109,6 +109,8 @@ struct Shared {
     health: Arc<HealthBoard>,
     /// Whether this node may decide (always, unless in cluster mode).
     leadership: Arc<Leadership>,
+    /// Cluster mode: every node's built-in counters, summed (None: this node's own).
+    fleet: Option<Arc<FleetCounters>>,
 }
 
 struct ServiceHandle {
@@ -143,12 +145,14 @@ impl Controller {
             metrics,
             flags,
             Arc::new(Leadership::single()),
+            None,
         )
         .await
     }
 
     /// `start` for a node that decides only while `leadership` says so
-    /// (cluster mode): a follower loads and routes, and writes nothing.
+    /// (cluster mode): a follower loads and routes, and writes nothing; with
+    /// `fleet`, analysis reads the whole fleet's counters.
     pub async fn start_with(
         config: Arc<Config>,
         store: Arc<dyn Store>,
@@ -156,6 +160,7 @@ impl Controller {
         metrics: Arc<Metrics>,
         flags: Arc<FlagServer>,
         leadership: Arc<Leadership>,
+        fleet: Option<Arc<FleetCounters>>,
     ) -> Result<Arc<Controller>, ControlError> {
         let shared = Arc::new(Shared {
             store,
@@ -170,6 +175,7 @@ impl Controller {
             hooks: Arc::new(Hooks::new()),
             health: Arc::default(),
             leadership,
+            fleet,
         });
         let controller = Arc::new(Controller {
             shared,
@@ -1088,6 +1094,9 @@ impl ServiceTask {
         if self.release.is_some() {
             // A flag's code paths are not proxy versions: checks query Prometheus.
             return Window::default();
+        }
+        if let Some(fleet) = &self.shared.fleet {
+            return fleet.window(&self.spec.name);
         }
         let metrics = &self.shared.metrics;
         Window {

@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admin;
-use crate::cluster::{Leadership, Node};
+use crate::cluster::{FleetCounters, Leadership, Node};
 use crate::controller::Controller;
 use crate::flags::{FlagError, FlagServer};
 
@@ -91,7 +91,8 @@ pub async fn start(
             Some(etcd.clone()),
         ),
     };
-    let leadership = Arc::new(match etcd {
+    let fleet = Arc::new(FleetCounters::default());
+    let leadership = Arc::new(match &etcd {
         Some(_) => Leadership::follower(),
         None => Leadership::single(),
     });
@@ -122,6 +123,7 @@ pub async fn start(
         metrics.clone(),
         flags.clone(),
         leadership.clone(),
+        etcd.as_ref().map(|_| fleet.clone()),
     )
     .await?;
 
@@ -175,6 +177,7 @@ pub async fn start(
             store.clone(),
             ready.clone(),
             leadership.clone(),
+            fleet.clone(),
         ))
     });
     if let Some(node) = &cluster {

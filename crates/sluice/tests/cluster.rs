@@ -162,14 +162,16 @@ async fn one_leader_decides_and_followers_route_by_its_state() {
             .contains(leader.name),
         "{problem}"
     );
-    let cluster = admin_json(&client, follower.sluice.admin, "/api/v1/cluster").await;
-    let names: Vec<&str> = cluster["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|n| n["node"].as_str())
-        .collect();
-    assert_eq!(names, ["a", "b"], "{cluster}");
+    eventually(Duration::from_secs(5), "both nodes registered", || async {
+        let cluster = admin_json(&client, follower.sluice.admin, "/api/v1/cluster").await;
+        let names: Vec<String> = cluster["nodes"]
+            .as_array()?
+            .iter()
+            .filter_map(|n| n["node"].as_str().map(str::to_string))
+            .collect();
+        (names == ["a", "b"]).then_some(())
+    })
+    .await;
     let table = follower.sluice.cli(&["cluster", "status"]);
     let table = String::from_utf8_lossy(&table.stdout).to_string();
     assert!(
@@ -216,6 +218,50 @@ async fn one_leader_decides_and_followers_route_by_its_state() {
         history(&client, leader).await
     );
     assert!(!follower.sluice.log_text().contains("elected leader"));
+    a.sluice.kill9();
+    b.sluice.kill9();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_analyses_traffic_that_only_followers_proxied() {
+    let etcd = Etcd::start();
+    let (v1, v2) = (Upstream::start("v1").await, Upstream::start("v2").await);
+    let config = config(&etcd, "fleet-counters", &v1, &v2);
+    let a = start_node("a", &config);
+    let b = start_node("b", &config);
+    let client = client();
+    let nodes = [&a, &b];
+    let leader = nodes[elected(&client, &nodes).await];
+    let follower = if leader.name == "a" { &b } else { &a };
+    let stop = Arc::new(AtomicBool::new(false));
+    let (load, _) = spawn_load(
+        follower.sluice.proxy,
+        2,
+        Duration::from_millis(5),
+        stop.clone(),
+    );
+    eventually(
+        Duration::from_secs(30),
+        "two steps taken on the follower's traffic alone",
+        || async {
+            (rollout(&client, leader).await["steps_taken"]
+                .as_u64()
+                .unwrap_or(0)
+                >= 2)
+                .then_some(())
+        },
+    )
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    assert!(load.ok.load(Ordering::Relaxed) > 0);
+    let decisions = history(&client, leader).await;
+    // The leader proxied nothing: every request it analysed came through the follower.
+    let analysed: u64 = decisions
+        .iter()
+        .filter_map(|d| d["analysis"]["canary_requests"].as_u64())
+        .sum();
+    assert!(analysed >= 10, "{decisions:#?}");
+    assert_no_step_skipped_or_repeated(&decisions);
     a.sluice.kill9();
     b.sluice.kill9();
 }

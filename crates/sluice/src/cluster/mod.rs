@@ -10,6 +10,7 @@
 //! leaders — a new one and one that has not noticed it lost its lease —
 //! from both advancing a rollout).
 
+mod fleet;
 mod leadership;
 
 use std::collections::BTreeMap;
@@ -23,11 +24,15 @@ use sluice_store::{b64, range_end, unb64, Gateway, GatewayError, Store};
 use tokio::sync::watch;
 
 use crate::controller::Controller;
+pub use fleet::FleetCounters;
 pub use leadership::Leadership;
 
 /// How often every node reads the stored state (a change reaches every
 /// node's proxy within this plus one read).
 pub const FOLLOW_INTERVAL: Duration = Duration::from_millis(300);
+
+/// How often every node publishes its counters and the leader sums them.
+pub const COUNTERS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// One node of the cluster.
 pub struct Node {
@@ -46,6 +51,10 @@ pub struct Node {
     ready: Arc<AtomicBool>,
     /// What this node last read of each service's revision.
     revisions: Mutex<BTreeMap<String, u64>>,
+    /// The fleet's counters the leader's analysis reads.
+    fleet: Arc<FleetCounters>,
+    /// The lease id, for the counter keys.
+    lease_id: Mutex<Option<String>>,
 }
 
 /// The lease this node holds, if any.
@@ -64,6 +73,7 @@ impl Node {
         store: Arc<dyn Store>,
         ready: Arc<AtomicBool>,
         leadership: Arc<Leadership>,
+        fleet: Arc<FleetCounters>,
     ) -> Node {
         let port = admin.rsplit(':').next().unwrap_or("0").to_string();
         let name = std::env::var("SLUICE_NODE_NAME")
@@ -86,6 +96,8 @@ impl Node {
             store,
             ready,
             revisions: Mutex::new(BTreeMap::new()),
+            fleet,
+            lease_id: Mutex::new(None),
         }
     }
 
@@ -101,11 +113,18 @@ impl Node {
     ) {
         let mut lease: Option<Lease> = None;
         let mut last_election = Instant::now() - self.lease_ttl;
+        let mut last_counters = Instant::now();
         loop {
             self.follow(&controller).await;
+            if last_counters.elapsed() >= COUNTERS_INTERVAL {
+                last_counters = Instant::now();
+                self.exchange_counters(&controller).await;
+            }
             if last_election.elapsed() >= self.lease_ttl / 3 {
                 last_election = Instant::now();
                 lease = self.elect(lease, &controller).await;
+                *self.lease_id.lock().unwrap_or_else(|e| e.into_inner()) =
+                    lease.as_ref().map(|l| l.id.clone());
             } else if lease.is_none() && !self.leadership.deciding() {
                 self.leadership.set_leader(false);
             }
@@ -124,6 +143,81 @@ impl Node {
             })
             .await;
         }
+    }
+
+    /// Publishes this node's counters (leased, one transaction); the leader
+    /// then reads every node's into the fleet sums.
+    async fn exchange_counters(self: &Arc<Self>, controller: &Controller) {
+        let Some(lease) = self
+            .lease_id
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        else {
+            return;
+        };
+        let config = controller.config();
+        let metrics = controller.metrics();
+        let puts: Vec<Value> = config
+            .services
+            .iter()
+            .map(|service| {
+                let window = sluice_analysis::Window {
+                    stable: metrics.snapshot(&service.name, sluice_proxy::Slot::Stable),
+                    canary: metrics.snapshot(&service.name, sluice_proxy::Slot::Canary),
+                };
+                let key = self.counters_key(&self.name, &service.name);
+                let value = serde_json::to_vec(&window).unwrap_or_default();
+                json!({ "request_put": { "key": b64(key.as_bytes()), "value": b64(&value), "lease": lease } })
+            })
+            .collect();
+        let leading = self.leadership.deciding();
+        let node = self.clone();
+        let outcome = tokio::task::spawn_blocking(move || -> Result<(), GatewayError> {
+            // etcd allows 128 operations per transaction by default.
+            for chunk in puts.chunks(100) {
+                node.gateway
+                    .call("/v3/kv/txn", &json!({ "success": chunk }))?;
+            }
+            if leading {
+                node.read_counters()?;
+            }
+            Ok(())
+        })
+        .await;
+        if let Ok(Err(e)) = outcome {
+            tracing::debug!(node = %self.name, "cluster: counters not exchanged: {e}");
+        }
+    }
+
+    fn counters_key(&self, node: &str, service: &str) -> String {
+        self.key(&format!("counters/{}/{}", escape(node), escape(service)))
+    }
+
+    /// Every node's published counters into the fleet sums.
+    fn read_counters(&self) -> Result<(), GatewayError> {
+        let prefix = self.key("counters/");
+        let answer = self.gateway.call(
+            "/v3/kv/range",
+            &json!({ "key": b64(prefix.as_bytes()), "range_end": b64(&range_end(prefix.as_bytes())) }),
+        )?;
+        for kv in answer["kvs"].as_array().into_iter().flatten() {
+            let (Some(key), Some(value)) = (
+                kv["key"].as_str().and_then(unb64),
+                kv["value"].as_str().and_then(unb64),
+            ) else {
+                continue;
+            };
+            let key = String::from_utf8_lossy(&key[prefix.len()..]).to_string();
+            let Some((node, service)) = key.split_once('/') else {
+                continue;
+            };
+            if let Ok(window) = serde_json::from_slice(&value) {
+                self.fleet
+                    .observe(&unescape(node), &unescape(service), window);
+            }
+        }
+        Ok(())
     }
 
     /// Reads every service's state and hands it to the controller.
@@ -343,4 +437,13 @@ impl Node {
             "nodes": nodes,
         }))
     }
+}
+
+/// Names in keys: `%` and `/` escaped, so a name never spans two levels.
+fn escape(name: &str) -> String {
+    name.replace('%', "%25").replace('/', "%2F")
+}
+
+fn unescape(name: &str) -> String {
+    name.replace("%2F", "/").replace("%25", "%")
 }
