@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use etcd::Etcd;
+use etcd::{Etcd, EtcdCluster};
 use serde_json::Value;
 
 /// Many small steps, one per second when the checks pass.
@@ -407,4 +407,64 @@ async fn with_etcd_down_nodes_keep_routing_and_decide_nothing() {
     assert_eq!(load_b.failed.load(Ordering::Relaxed), 0);
     a.sluice.kill9();
     b.sluice.kill9();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_on_three_etcd_members_survive_a_member_and_the_leader_dying() {
+    let mut etcd = EtcdCluster::start(3);
+    let (v1, v2) = (Upstream::start("v1").await, Upstream::start("v2").await);
+    let config = service_config(&v1.endpoint(), &v2.endpoint(), PLAN).replace(
+        "store: sluice.db",
+        &format!("store: \"{}\"", etcd.store_url("three", LEASE_TTL)),
+    );
+    let nodes = vec![
+        start_node("a", &config),
+        start_node("b", &config),
+        start_node("c", &config),
+    ];
+    let client = client();
+    let refs: Vec<&Node> = nodes.iter().collect();
+    let leader_index = elected(&client, &refs).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let loads: Vec<_> = nodes
+        .iter()
+        .map(|n| spawn_load(n.sluice.proxy, 1, Duration::from_millis(5), stop.clone()).0)
+        .collect();
+    let before = eventually(Duration::from_secs(40), "two steps taken", || async {
+        let status = rollout(&client, refs[leader_index]).await;
+        (status["steps_taken"].as_u64().unwrap_or(0) >= 2).then_some(status)
+    })
+    .await;
+
+    // The first member (every node's first endpoint) and the leader die together.
+    etcd.kill(0);
+    let mut nodes = nodes;
+    let leader = nodes.remove(leader_index);
+    leader.sluice.kill9();
+    let killed = Instant::now();
+    let survivors: Vec<&Node> = nodes.iter().collect();
+    let new_leader = survivors[elected(&client, &survivors).await];
+    let took = killed.elapsed();
+    assert!(
+        took <= Duration::from_secs(LEASE_TTL + 6),
+        "took {took:?} with a {LEASE_TTL}s lease"
+    );
+    let resumed = before["steps_taken"].as_u64().unwrap() + 2;
+    eventually(
+        Duration::from_secs(30),
+        "the new leader to take two more steps",
+        || async {
+            let status = rollout(&client, new_leader).await;
+            (status["steps_taken"].as_u64().unwrap_or(0) >= resumed).then_some(())
+        },
+    )
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    assert_no_step_skipped_or_repeated(&history(&client, new_leader).await);
+    for load in &loads {
+        assert!(load.ok.load(Ordering::Relaxed) > 0);
+    }
+    for node in nodes {
+        node.sluice.kill9();
+    }
 }
