@@ -398,10 +398,15 @@ impl Node {
     /// `GET /api/v1/cluster`: every registered node with its lag, and the leader.
     pub fn status(&self) -> Result<Value, GatewayError> {
         let nodes_key = self.key("nodes/");
-        let answer = self.gateway.call(
-            "/v3/kv/range",
-            &json!({ "key": b64(nodes_key.as_bytes()), "range_end": b64(&range_end(nodes_key.as_bytes())) }),
-        )?;
+        let request = json!({ "key": b64(nodes_key.as_bytes()), "range_end": b64(&range_end(nodes_key.as_bytes())) });
+        // A read is safe to repeat: once more after a moment, e.g. while etcd elects its leader.
+        let answer = match self.gateway.call("/v3/kv/range", &request) {
+            Ok(answer) => answer,
+            Err(_) => {
+                std::thread::sleep(Duration::from_millis(500));
+                self.gateway.call("/v3/kv/range", &request)?
+            }
+        };
         let stored = self
             .revisions
             .lock()
