@@ -19,7 +19,7 @@ command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 # The dashboard's end-to-end tests (crates/sluice/tests/ui.rs) drive a
 # headless Chromium through chromedriver (WebDriver).
 command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium chromium-driver)
-# The etcd store runs the store suite against a real etcd (Debian's `etcd-server`).
+# The etcd store suite and the cluster-mode tests run against a real etcd (Debian's `etcd-server`).
 command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
 if ((${#need_apt[@]})); then
     apt_install "${need_apt[@]}"

@@ -223,6 +223,22 @@ async fn one_leader_decides_and_followers_route_by_its_state() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     assert_eq!(checked, 3, "the rollout did not advance");
+
+    // A node that joins late is ready only once it routes by the current state.
+    let current = rollout(&client, leader).await;
+    let c = start_node("c", &config);
+    eventually(
+        Duration::from_secs(10),
+        "the late node to be ready",
+        || async { ready(&client, &c).await.then_some(()) },
+    )
+    .await;
+    let on_late = rollout(&client, &c).await;
+    assert!(
+        on_late["revision"].as_u64() >= current["revision"].as_u64(),
+        "ready at {on_late}\nwhile the leader had {current}"
+    );
+    assert!(on_late["steps_taken"].as_u64() >= Some(1), "{on_late}");
     stop.store(true, Ordering::Relaxed);
     assert_eq!(
         history(&client, follower).await,
@@ -231,6 +247,7 @@ async fn one_leader_decides_and_followers_route_by_its_state() {
     assert!(!follower.sluice.log_text().contains("elected leader"));
     a.sluice.kill9();
     b.sluice.kill9();
+    c.sluice.kill9();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
