@@ -263,10 +263,15 @@ impl Controller {
             let services = self.services.lock().unwrap_or_else(|e| e.into_inner());
             services.keys().cloned().collect()
         };
+        // Every service resumes even if one cannot (its task retries on its timer).
+        let mut first_error = None;
         for name in names {
-            self.request(&name, Request::Lead).await?;
+            if let Err(e) = self.request(&name, Request::Lead).await {
+                tracing::error!(service = %name, "cannot resume as leader: {e}");
+                first_error.get_or_insert(e);
+            }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     /// The latest state of every service, in config order, then every
