@@ -665,10 +665,6 @@ impl ServiceTask {
                     };
                     if let Err(e) = result {
                         tracing::error!(service = %self.spec.name, "controller: {e}");
-                        if matches!(&e, ControlError::Store(s) if s.is_conflict()) {
-                            // Another writer (a previous leader) got there first: start from its state.
-                            self.reload().await;
-                        }
                         // The state was not stored, so nothing was acted on; retry soon.
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
@@ -1170,7 +1166,16 @@ impl ServiceTask {
         let expected = self.stored_revision;
         let to_store = next.clone();
         let to_log = decisions.clone();
-        blocking(move || store.commit(&to_store, expected, &to_log)).await?;
+        match blocking(move || store.commit(&to_store, expected, &to_log)).await {
+            Ok(()) => {}
+            Err(ControlError::Store(e)) if e.is_conflict() => {
+                // Another writer (a leader this node did not know of yet) got
+                // there first: nothing was written; continue from its state.
+                self.reload().await;
+                return Err(ControlError::Store(e));
+            }
+            Err(e) => return Err(e),
+        }
         self.stored_revision = next.revision;
         decisions.iter().for_each(crate::decision_log::log);
         self.shared

@@ -12,6 +12,8 @@
 
 mod fleet;
 mod leadership;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
