@@ -318,6 +318,11 @@ impl Controller {
         &self.shared.counters
     }
 
+    /// The flag server whose percentages release plans drive.
+    pub fn flags(&self) -> &Arc<FlagServer> {
+        &self.shared.flags
+    }
+
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.shared.metrics
     }

@@ -30,8 +30,17 @@ const LEASE_TTL: u64 = 2;
 fn config(etcd: &Etcd, prefix: &str, v1: &Upstream, v2: &Upstream) -> String {
     service_config(&v1.endpoint(), &v2.endpoint(), PLAN).replace(
         "store: sluice.db",
-        &format!("store: \"{}\"", etcd.store_url(prefix, LEASE_TTL)),
+        &format!(
+            "store: \"{}\"\nflags:\n  definitions:\n    flags:\n      new-checkout:\n        state: ENABLED\n        variants: {{ on: true, off: false }}\n        defaultVariant: off\n        percentage: 0",
+            etcd.store_url(prefix, LEASE_TTL)
+        ),
     )
+}
+
+/// The percentage a node serves for the `new-checkout` flag.
+async fn flag_percentage(client: &HttpClient, node: &Node) -> Option<f64> {
+    let flag = admin_json(client, node.sluice.admin, "/api/v1/flags/new-checkout").await;
+    flag["flag"]["percentage"].as_f64()
 }
 
 struct Node {
@@ -190,6 +199,24 @@ async fn one_leader_decides_and_followers_route_by_its_state() {
         .filter_map(|line| line.split_whitespace().next())
         .collect();
     assert_eq!(listed, ["a", "b"], "{table}");
+
+    // A flag changed through the leader's API is served by the follower within about a second.
+    assert_eq!(flag_percentage(&client, follower).await, Some(0.0));
+    let (status, _, body) = post_json(
+        &client,
+        leader.sluice.admin,
+        "/api/v1/flags/new-checkout/percentage",
+        serde_json::json!({ "percentage": 40 }),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    eventually(
+        Duration::from_secs(3),
+        "the follower to serve the flag change",
+        || async { (flag_percentage(&client, follower).await == Some(40.0)).then_some(()) },
+    )
+    .await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let _load_a = spawn_load(a.sluice.proxy, 2, Duration::from_millis(5), stop.clone());

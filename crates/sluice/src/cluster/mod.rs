@@ -121,6 +121,10 @@ impl Node {
             if last_counters.elapsed() >= COUNTERS_INTERVAL {
                 last_counters = Instant::now();
                 self.exchange_counters(&controller).await;
+                // Flags written through another node's API (or its release plans).
+                if let Err(e) = controller.flags().sync_from_store().await {
+                    tracing::warn!(node = %self.name, "cluster: cannot serve the stored flags: {e}");
+                }
             }
             if last_election.elapsed() >= self.lease_ttl / 3 {
                 last_election = Instant::now();

@@ -390,6 +390,40 @@ impl FlagServer {
         event
     }
 
+    /// Cluster mode: serves the API flags another node stored, when the
+    /// store holds a newer document than this node serves. Nothing is
+    /// written (the writer recorded the change). True when something changed.
+    pub async fn sync_from_store(&self) -> Result<bool, FlagError> {
+        let store = self.store.clone();
+        let stored = tokio::task::spawn_blocking(move || store.load_flags())
+            .await
+            .map_err(|e| FlagError::Store(e.to_string()))?
+            .map_err(|e| FlagError::Store(e.to_string()))?;
+        let Some(stored) = stored else {
+            return Ok(false);
+        };
+        let mut inputs = self.inputs.lock().await;
+        if stored.revision <= inputs.api_revision {
+            return Ok(false);
+        }
+        let mut next = inputs.clone();
+        next.api = serde_json::from_value(stored.document)
+            .map_err(|e| FlagError::Store(format!("the stored API flags are unreadable: {e}")))?;
+        next.api_revision = stored.revision;
+        let built = sources::build(&next, &env).map_err(FlagError::Invalid)?;
+        let record = FlagChange {
+            seq: 0,
+            at: Timestamp::now_system(),
+            actor: "cluster".to_string(),
+            action: "sync".to_string(),
+            key: None,
+            before: None,
+            after: None,
+        };
+        self.serve(&mut inputs, next, built, record);
+        Ok(true)
+    }
+
     /// The change log, newest last.
     pub async fn changes(
         &self,
