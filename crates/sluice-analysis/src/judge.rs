@@ -221,7 +221,14 @@ fn judge_check(
                 }
             },
         };
-        let broken = if is_min { value < limit } else { value > limit };
+        // The bound is inclusive; a value equal to it up to floating-point
+        // rounding (4.9% against stable 9.8% × 0.5) is not a violation.
+        let slack = 1e-9 * value.abs().max(limit.abs()).max(1.0);
+        let broken = if is_min {
+            value < limit - slack
+        } else {
+            value > limit + slack
+        };
         if broken && violation.is_none() {
             violation = Some((is_min, limit, expr.clone()));
         }

@@ -390,6 +390,23 @@ fn progress_numbers_are_filled_and_names_are_used() {
     assert_eq!((run.canary_requests, run.stable_requests), (100, 1000));
 }
 
+#[test]
+fn a_value_equal_to_a_relative_bound_up_to_rounding_passes() {
+    // 4.9% against stable 9.8% × 0.5: equal, though the two products round differently.
+    let run = analyse(
+        &[relative(Metric::ErrorRate, 0.5)],
+        20,
+        &both(version(1000, 98, 5), version(1000, 49, 5)),
+    );
+    assert_eq!(run.verdict, Verdict::Pass, "{}", run.reason);
+    let run = analyse(
+        &[relative(Metric::ErrorRate, 0.5)],
+        20,
+        &both(version(1000, 98, 5), version(1000, 50, 5)),
+    );
+    assert_eq!(run.verdict, Verdict::Fail, "{}", run.reason);
+}
+
 mod properties {
     use proptest::prelude::*;
 
