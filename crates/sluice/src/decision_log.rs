@@ -128,20 +128,7 @@ mod tests {
 
     #[test]
     fn checks_are_one_compact_field_with_value_bound_and_verdict() {
-        let window = sluice_analysis::Window {
-            stable: sluice_analysis::VersionWindow {
-                requests: 1000,
-                errors: 0,
-                ..Default::default()
-            },
-            canary: sluice_analysis::VersionWindow {
-                requests: 100,
-                errors: 30,
-                ..Default::default()
-            },
-        };
-        let check = sluice_model::CheckSpec::builtin_min(sluice_model::Metric::SuccessRate, 99.0);
-        let run = sluice_analysis::analyse(&[check], 20, &window);
+        let run = crate::output::tests::failing_run();
         assert_eq!(checks(&run), "success_rate=70% stable=100% bound=99% fail");
         assert_eq!(
             snake(&sluice_rollout::DecisionKind::CheckFailed),

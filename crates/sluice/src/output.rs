@@ -377,8 +377,26 @@ fn shown_width(text: &str) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A run whose only check fails: 30 of 100 canary requests failed against `success_rate >= 99`.
+    pub(crate) fn failing_run() -> AnalysisRun {
+        let window = sluice_analysis::Window {
+            stable: sluice_analysis::VersionWindow {
+                requests: 1000,
+                errors: 0,
+                ..Default::default()
+            },
+            canary: sluice_analysis::VersionWindow {
+                requests: 100,
+                errors: 30,
+                ..Default::default()
+            },
+        };
+        let check = sluice_model::CheckSpec::builtin_min(sluice_model::Metric::SuccessRate, 99.0);
+        sluice_analysis::analyse(&[check], 20, &window)
+    }
 
     #[test]
     fn bar_fills_in_proportion() {
@@ -400,20 +418,7 @@ mod tests {
 
     #[test]
     fn evidence_lines_show_values_bounds_and_verdicts() {
-        let window = sluice_analysis::Window {
-            stable: sluice_analysis::VersionWindow {
-                requests: 1000,
-                errors: 0,
-                ..Default::default()
-            },
-            canary: sluice_analysis::VersionWindow {
-                requests: 100,
-                errors: 30,
-                ..Default::default()
-            },
-        };
-        let check = sluice_model::CheckSpec::builtin_min(sluice_model::Metric::SuccessRate, 99.0);
-        let run = sluice_analysis::analyse(&[check], 20, &window);
+        let run = failing_run();
         assert_eq!(
             evidence_lines(&run),
             ["  · success_rate 70%, stable 100%, bound 99%: fail"]
