@@ -28,15 +28,10 @@ async fn blue_green_smoke_test_failure_leaves_traffic_on_blue() {
     let receiver = HookReceiver::default();
     let hooks = receiver.start().await;
     receiver.answer("/smoke", 500, "smoke: GET /orders answered 404");
-    let (v1, v2) = (Upstream::start("v1").await, Upstream::start("v2").await);
-    let dir = tempfile::tempdir().unwrap();
     let hook = format!(
         "      webhooks:\n        - {{ name: smoke, type: pre_rollout, url: 'http://{hooks}/smoke', retries: 0 }}\n"
     );
-    let sluice = Sluice::start(
-        dir.path(),
-        &service_config(&v1.endpoint(), &v2.endpoint(), &blue_green(&hook)),
-    );
+    let (_v1, v2, sluice, _dir) = start_web(&blue_green(&hook)).await;
     let client = client();
     let status = eventually(Duration::from_secs(10), "the rollout to end", || async {
         let status = rollout_status(&client, &sluice).await;
@@ -60,16 +55,7 @@ async fn blue_green_smoke_test_failure_leaves_traffic_on_blue() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blue_green_switches_at_once_and_undo_within_the_warm_time_loses_nothing() {
-    let (v1, v2) = (Upstream::start("v1").await, Upstream::start("v2").await);
-    let dir = tempfile::tempdir().unwrap();
-    let sluice = Sluice::start(
-        dir.path(),
-        &service_config(
-            &v1.endpoint(),
-            &v2.endpoint(),
-            &blue_green("      scale_down_delay: 10m\n"),
-        ),
-    );
+    let (v1, v2, sluice, _dir) = start_web(&blue_green("      scale_down_delay: 10m\n")).await;
     let client = client();
     let stop = Arc::new(AtomicBool::new(false));
     let (counts, tasks) = spawn_load(sluice.proxy, 2, Duration::from_millis(2), stop.clone());
@@ -143,13 +129,8 @@ async fn blue_green_switches_at_once_and_undo_within_the_warm_time_loses_nothing
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blue_green_releases_blue_after_the_warm_time() {
-    let (v1, v2) = (Upstream::start("v1").await, Upstream::start("v2").await);
-    let dir = tempfile::tempdir().unwrap();
     let plan = "      strategy: blue_green\n      interval: 200ms\n      iterations: 1\n      min_requests: 0\n      scale_down_delay: 1s\n";
-    let sluice = Sluice::start(
-        dir.path(),
-        &service_config(&v1.endpoint(), &v2.endpoint(), plan),
-    );
+    let (v1, _v2, sluice, _dir) = start_web(plan).await;
     let client = client();
     let released = eventually(Duration::from_secs(20), "blue to be released", || async {
         let status = rollout_status(&client, &sluice).await;
@@ -201,8 +182,6 @@ async fn wait_for_approval(client: &HttpClient, sluice: &Sluice, step: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cohort_plan_moves_tenants_step_by_step() {
-    let (v1, v2) = (Upstream::start("v1").await, Upstream::start("v2").await);
-    let dir = tempfile::tempdir().unwrap();
     let plan = r#"      interval: 300ms
       min_requests: 0
       tenant_header: x-tenant
@@ -216,10 +195,7 @@ async fn a_cohort_plan_moves_tenants_step_by_step() {
         - cohort: all
       checks:
         - { metric: success_rate, min: 95 }"#;
-    let sluice = Sluice::start(
-        dir.path(),
-        &service_config(&v1.endpoint(), &v2.endpoint(), plan),
-    );
+    let (v1, _v2, sluice, _dir) = start_web(plan).await;
     let client = client();
     let named = [
         Some("acme"),
@@ -286,16 +262,7 @@ async fn a_cohort_plan_moves_tenants_step_by_step() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blue_green_with_mirror_judges_green_on_copies_of_user_traffic() {
-    let (v1, v2) = (Upstream::start("v1").await, Upstream::start("v2").await);
-    let dir = tempfile::tempdir().unwrap();
-    let sluice = Sluice::start(
-        dir.path(),
-        &service_config(
-            &v1.endpoint(),
-            &v2.endpoint(),
-            &blue_green("      mirror: { percent: 100 }\n"),
-        ),
-    );
+    let (v1, v2, sluice, _dir) = start_web(&blue_green("      mirror: { percent: 100 }\n")).await;
     let client = client();
     let status = eventually(Duration::from_secs(30), "green to be promoted", || async {
         // User traffic only (no forced header): answered by blue, copied to green.

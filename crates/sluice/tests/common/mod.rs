@@ -558,6 +558,19 @@ services:
     )
 }
 
+/// Upstreams `v1` (stable) and `v2` (canary) and a sluice rolling v2 out
+/// with `plan` (the rollout block, indented six spaces); the directory lives
+/// as long as it is held.
+pub async fn start_web(plan: &str) -> (Upstream, Upstream, Sluice, tempfile::TempDir) {
+    let (v1, v2) = (Upstream::start("v1").await, Upstream::start("v2").await);
+    let dir = tempfile::tempdir().unwrap();
+    let sluice = Sluice::start(
+        dir.path(),
+        &service_config(&v1.endpoint(), &v2.endpoint(), plan),
+    );
+    (v1, v2, sluice, dir)
+}
+
 /// The phase of the service's rollout from the admin API.
 pub async fn phase(client: &HttpClient, admin: SocketAddr) -> String {
     admin_json(client, admin, "/api/v1/rollouts/web").await["phase"]
