@@ -262,7 +262,7 @@ async fn a_cohort_plan_moves_tenants_step_by_step() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blue_green_with_mirror_judges_green_on_copies_of_user_traffic() {
-    let (v1, v2, sluice, _dir) = start_web(&blue_green("      mirror: { percent: 100 }\n")).await;
+    let (_v1, v2, sluice, _dir) = start_web(&blue_green("      mirror: { percent: 100 }\n")).await;
     let client = client();
     let status = eventually(Duration::from_secs(30), "green to be promoted", || async {
         // User traffic only (no forced header): answered by blue, copied to green.
