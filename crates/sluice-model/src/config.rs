@@ -135,6 +135,10 @@ pub struct ProxyConfig {
     /// Longest time from sending a request upstream to its response head (then 504).
     #[serde(default = "default_upstream_timeout", with = "crate::duration")]
     pub upstream_timeout: Duration,
+    /// Longest wait for the next piece of an upstream's response body (then
+    /// the response is cut and counted as a timeout).
+    #[serde(default = "default_upstream_body_timeout", with = "crate::duration")]
+    pub upstream_body_timeout: Duration,
     /// Longest time a client may take to send its request head (slow clients are cut off).
     #[serde(default = "default_header_read_timeout", with = "crate::duration")]
     pub header_read_timeout: Duration,
@@ -151,6 +155,10 @@ pub struct ProxyConfig {
     /// exported bucket is summed from it.
     #[serde(default = "default_latency_buckets")]
     pub latency_buckets: Vec<f64>,
+    /// What sluice accepts from clients before it sheds or refuses
+    /// (connections, requests in flight, head size, HTTP/2 streams).
+    #[serde(default)]
+    pub limits: crate::limits::ProxyLimits,
 }
 
 /// Most `proxy.latency_buckets` (each is one series per service and version).
@@ -171,6 +179,14 @@ fn default_latency_buckets() -> Vec<f64> {
 impl ProxyConfig {
     /// The rules serde cannot check, each error with its field path.
     pub(crate) fn validate(&self, errors: &mut Vec<crate::FieldError>) {
+        self.limits.validate(errors);
+        if self.upstream_body_timeout.is_zero() {
+            errors.push(crate::FieldError {
+                path: "proxy.upstream_body_timeout".into(),
+                message: "0s would cut every response body that waits; give a duration such as 60s"
+                    .into(),
+            });
+        }
         let path = "proxy.latency_buckets";
         let buckets = &self.latency_buckets;
         let mut push =
@@ -206,6 +222,9 @@ fn default_connect_timeout() -> Duration {
 fn default_upstream_timeout() -> Duration {
     Duration::from_secs(30)
 }
+fn default_upstream_body_timeout() -> Duration {
+    Duration::from_secs(60)
+}
 fn default_header_read_timeout() -> Duration {
     Duration::from_secs(10)
 }
@@ -221,10 +240,12 @@ impl Default for ProxyConfig {
         ProxyConfig {
             connect_timeout: default_connect_timeout(),
             upstream_timeout: default_upstream_timeout(),
+            upstream_body_timeout: default_upstream_body_timeout(),
             header_read_timeout: default_header_read_timeout(),
             max_idle_per_endpoint: default_max_idle_per_endpoint(),
             idle_timeout: default_idle_timeout(),
             latency_buckets: default_latency_buckets(),
+            limits: crate::limits::ProxyLimits::default(),
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod check;
 pub mod config;
 pub mod duration;
 pub mod flags;
+pub mod limits;
 pub mod mirror;
 pub mod notify;
 pub mod rolling;
@@ -31,6 +32,7 @@ pub use config::{
     TlsConfig, Trigger, Version, Versions, DEFAULT_SCALE_DOWN_DELAY,
 };
 pub use flags::{release_plan_name, ReleasePlan, RollbackMode, VariantLabels};
+pub use limits::ProxyLimits;
 pub use mirror::{CompareSpec, MirrorSpec};
 pub use notify::{NotificationKind, NotifyEvent};
 pub use store::{EtcdLocation, StoreLocation};

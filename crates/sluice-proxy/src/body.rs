@@ -8,24 +8,31 @@
 //! lease on its upstream connection, given back to the endpoint's idle pool
 //! when the body was read whole, dropped (never reused) otherwise.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+use tokio::time::Sleep;
 
 use crate::balance::EndpointState;
 use crate::breakers::Capture;
 use crate::breakers::{ConnectionSlot, RequestSlot};
-use crate::metrics::VersionMetrics;
+use crate::limits::Permit;
+use crate::metrics::{ErrorKind, VersionMetrics};
 use crate::mirror::tee::{RequestTee, ResponseTee};
 use crate::pool::Lease;
 
 /// A response body from the proxy.
 pub struct ProxyBody {
     inner: Inner,
+    /// The request's place under `proxy.limits.max_in_flight`, until the
+    /// body is sent or dropped.
+    _permit: Option<Permit>,
 }
 
 enum Inner {
@@ -39,6 +46,12 @@ enum Inner {
         capture: Option<Box<Capture>>,
         /// Stable's answer for a mirror comparing bodies (boxed: rare).
         mirror: Option<Box<ResponseTee>>,
+        /// `proxy.upstream_body_timeout`: the longest wait for the next frame.
+        body_timeout: Duration,
+        /// Armed when the body first waits (most bodies never do).
+        stall: Option<Pin<Box<Sleep>>>,
+        /// A frame arrived since `stall` was last armed.
+        progressed: bool,
     },
     Local(Option<Bytes>),
 }
@@ -52,6 +65,7 @@ impl ProxyBody {
         lease: Lease,
         capture: Option<Box<Capture>>,
         mirror: Option<Box<ResponseTee>>,
+        body_timeout: Duration,
     ) -> ProxyBody {
         ProxyBody {
             inner: Inner::Upstream {
@@ -61,8 +75,18 @@ impl ProxyBody {
                 finished: false,
                 capture,
                 mirror,
+                body_timeout,
+                stall: None,
+                progressed: false,
             },
+            _permit: None,
         }
+    }
+
+    /// The same body, holding `permit` until it is finished or dropped.
+    pub(crate) fn holding(mut self, permit: Permit) -> ProxyBody {
+        self._permit = Some(permit);
+        self
     }
 
     /// A complete body written by sluice.
@@ -70,24 +94,42 @@ impl ProxyBody {
         let bytes = text.into();
         ProxyBody {
             inner: Inner::Local((!bytes.is_empty()).then_some(bytes)),
+            _permit: None,
         }
     }
 }
 
+/// Why an upstream's response body was cut: the client sees the stream
+/// end abruptly (HTTP/1 connection closed, HTTP/2 stream reset), never a
+/// shorter body that looks complete.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// The upstream's body failed (reset, closed early, malformed chunks).
+    #[error("the upstream's response body failed: {0}")]
+    Upstream(#[source] hyper::Error),
+    /// The upstream sent nothing for `proxy.upstream_body_timeout`.
+    #[error("the upstream's response body stalled for {0:?} (proxy.upstream_body_timeout)")]
+    Stalled(Duration),
+}
+
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match &mut self.get_mut().inner {
             Inner::Upstream {
                 body,
                 finished,
                 capture,
                 mirror,
+                _in_flight: in_flight,
+                body_timeout,
+                stall,
+                progressed,
                 ..
             } => {
                 let frame = Pin::new(&mut *body).poll_frame(cx);
@@ -123,10 +165,20 @@ impl Body for ProxyBody {
                     Poll::Ready(Some(Err(_))) => {
                         *capture = None;
                         *mirror = None;
+                        in_flight.version.record_body_failure(ErrorKind::Protocol);
                     }
-                    Poll::Pending => {}
+                    Poll::Pending => {
+                        if stalled(stall, progressed, *body_timeout, cx) {
+                            *capture = None;
+                            *mirror = None;
+                            in_flight.version.record_body_failure(ErrorKind::Timeout);
+                            return Poll::Ready(Some(Err(BodyError::Stalled(*body_timeout))));
+                        }
+                        return Poll::Pending;
+                    }
                 }
-                frame
+                *progressed = true;
+                frame.map_err(BodyError::Upstream)
             }
             Inner::Local(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
         }
@@ -147,6 +199,25 @@ impl Body for ProxyBody {
             }
         }
     }
+}
+
+/// Whether a body waiting for its next frame has waited `timeout` since
+/// its last one; arms (or re-arms) the timer to wake this task otherwise.
+fn stalled(
+    stall: &mut Option<Pin<Box<Sleep>>>,
+    progressed: &mut bool,
+    timeout: Duration,
+    cx: &mut Context<'_>,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let sleep = stall.get_or_insert_with(|| {
+        *progressed = false;
+        Box::pin(tokio::time::sleep_until(deadline))
+    });
+    if std::mem::take(progressed) {
+        sleep.as_mut().reset(deadline);
+    }
+    sleep.as_mut().poll(cx).is_ready()
 }
 
 impl Drop for ProxyBody {

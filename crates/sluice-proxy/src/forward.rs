@@ -31,6 +31,8 @@ pub(crate) struct Upstreams {
     pub(crate) connector: Connector,
     connect_timeout: Duration,
     pub(crate) upstream_timeout: Duration,
+    /// Longest wait for the next piece of a response body.
+    body_timeout: Duration,
 }
 
 // === impl Upstreams ===
@@ -41,6 +43,7 @@ impl Upstreams {
             connector: Connector::new(config),
             connect_timeout: config.connect_timeout,
             upstream_timeout: config.upstream_timeout,
+            body_timeout: config.upstream_body_timeout,
         }
     }
 }
@@ -200,7 +203,14 @@ pub(crate) async fn handle(
             };
             return Response::from_parts(
                 parts,
-                ProxyBody::upstream(body, in_flight, lease, capture, mirror),
+                ProxyBody::upstream(
+                    body,
+                    in_flight,
+                    lease,
+                    capture,
+                    mirror,
+                    upstreams.body_timeout,
+                ),
             );
         }
         Ok(Err(error)) => ProxyError::from_client(

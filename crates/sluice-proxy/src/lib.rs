@@ -25,6 +25,7 @@ mod choose;
 mod error;
 mod forward;
 mod headers;
+mod limits;
 mod metrics;
 mod mirror;
 mod pool;
@@ -40,6 +41,7 @@ pub use breakers::{
 };
 pub use choose::sticky_bucket;
 pub use error::{ProxyError, Upstream, X_SLUICE_ERROR};
+pub use limits::{ListenerCounters, ShedReason};
 pub use metrics::{ErrorKind, Metrics};
 pub use mirror::X_SLUICE_MIRROR;
 pub use server::Proxy;

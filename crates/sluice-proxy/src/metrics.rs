@@ -21,6 +21,7 @@ use sluice_analysis::{Histogram, VersionWindow};
 
 use crate::balance::EndpointState;
 use crate::breakers::Breakers;
+use crate::limits::ListenerCounters;
 use crate::mirror::counters::MirrorCounters;
 use crate::table::Slot;
 
@@ -100,6 +101,12 @@ impl VersionMetrics {
         }
     }
 
+    /// Counts a request already recorded (its response head had come) as
+    /// failed after all: its upstream's body broke or stalled.
+    pub(crate) fn record_body_failure(&self, kind: ErrorKind) {
+        self.errors[kind.index()].fetch_add(1, Relaxed);
+    }
+
     pub(crate) fn enter(&self) {
         self.in_flight.fetch_add(1, Relaxed);
     }
@@ -137,6 +144,8 @@ pub struct Metrics {
     mirrors: Mutex<BTreeMap<String, Arc<MirrorCounters>>>,
     /// The `le` bounds exported for request durations (`proxy.latency_buckets`).
     latency_le: ArcSwap<Vec<LeBound>>,
+    /// The listener's caps: open connections, requests in flight, shed counts.
+    listener: ListenerCounters,
 }
 
 /// One exported histogram bound: the `le` label and the same in microseconds.
@@ -158,6 +167,7 @@ impl Metrics {
             latency_le: ArcSwap::from_pointee(le_bounds(
                 &sluice_model::ProxyConfig::default().latency_buckets,
             )),
+            listener: ListenerCounters::default(),
         })
     }
 
@@ -206,6 +216,11 @@ impl Metrics {
         let state = Arc::new(make()?);
         endpoints.insert(address.to_string(), Arc::downgrade(&state));
         Some(state)
+    }
+
+    /// The listener's caps (`proxy.limits`): connections, in flight, shed.
+    pub fn listener(&self) -> &ListenerCounters {
+        &self.listener
     }
 
     /// The circuit breakers (per version and partition) and their policies.
@@ -314,6 +329,7 @@ impl Metrics {
                 v.in_flight.load(Relaxed).max(0)
             );
         }
+        self.listener.render_prometheus(out);
         self.breakers.render_prometheus(out);
         let mirrors: Vec<(String, Arc<MirrorCounters>)> = {
             let map = self.mirrors.lock().unwrap_or_else(PoisonError::into_inner);

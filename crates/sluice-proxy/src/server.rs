@@ -8,6 +8,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
-use sluice_model::ProxyConfig;
+use sluice_model::{ProxyConfig, ProxyLimits};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -24,6 +25,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::forward::{handle, Upstreams};
 use crate::headers::ClientInfo;
+use crate::limits::{shed_connection_bytes, shed_response, Gate, ShedReason};
 use crate::metrics::Metrics;
 use crate::table::RouteTable;
 
@@ -33,12 +35,20 @@ pub struct Proxy {
     upstreams: Upstreams,
     metrics: Arc<Metrics>,
     header_read_timeout: Duration,
+    limits: ProxyLimits,
+    /// `proxy.limits.max_connections`.
+    connections: Gate,
+    /// `proxy.limits.max_in_flight`.
+    in_flight: Gate,
 }
 
 /// What a connection's request handler needs: the proxy and the client.
 struct Connection {
     proxy: Arc<Proxy>,
     client: ClientInfo,
+    /// A request has arrived: the connection is past `header_read_timeout`'s
+    /// first deadline (hyper bounds later heads itself).
+    started: AtomicBool,
 }
 
 // === impl Proxy ===
@@ -48,8 +58,19 @@ impl Proxy {
         Arc::new(Proxy {
             table: ArcSwap::from_pointee(table),
             upstreams: Upstreams::new(config),
+            connections: Gate::new(
+                metrics.clone(),
+                ShedReason::Connections,
+                config.limits.max_connections,
+            ),
+            in_flight: Gate::new(
+                metrics.clone(),
+                ShedReason::InFlight,
+                config.limits.max_in_flight,
+            ),
             metrics,
             header_read_timeout: config.header_read_timeout,
+            limits: config.limits.clone(),
         })
     }
 
@@ -80,15 +101,7 @@ impl Proxy {
         shutdown: impl Future<Output = ()> + Send + 'static,
         drain: Duration,
     ) -> io::Result<()> {
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(self.header_read_timeout)
-            .writev(false)
-            .keep_alive(true);
-        builder.http2().timer(TokioTimer::new());
-        let builder = Arc::new(builder);
+        let builder = Arc::new(self.builder());
         let graceful = GracefulShutdown::new();
         // Dropped after the drain time: closes whatever is still open.
         let (force_close, closed) = watch::channel(());
@@ -106,8 +119,12 @@ impl Proxy {
                     }
                 },
             };
+            let Some(permit) = self.connections.enter() else {
+                tokio::spawn(shed_connection(stream, tls.is_none()));
+                continue;
+            };
             let _ = stream.set_nodelay(true);
-            tokio::spawn(serve_connection(
+            let connection = serve_connection(
                 self.clone(),
                 builder.clone(),
                 stream,
@@ -115,7 +132,12 @@ impl Proxy {
                 tls.clone(),
                 graceful.watcher(),
                 closed.clone(),
-            ));
+            );
+            tokio::spawn(async move {
+                connection.await;
+                // The place under max_connections is free once the socket is.
+                drop(permit);
+            });
         }
         drop(listener);
         tracing::debug!(connections = graceful.count(), "draining");
@@ -127,6 +149,31 @@ impl Proxy {
         }
         drop(force_close);
         Ok(())
+    }
+}
+
+impl Proxy {
+    /// The HTTP/1 and HTTP/2 settings, with `proxy.limits` applied: hyper
+    /// answers 431 to a head over `max_header_bytes` or `max_headers`, and
+    /// sends GOAWAY to an HTTP/2 client resetting too many streams.
+    fn builder(&self) -> auto::Builder<TokioExecutor> {
+        let limits = &self.limits;
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.header_read_timeout)
+            .max_buf_size(limits.max_header_bytes)
+            .max_headers(limits.max_headers)
+            .writev(false)
+            .keep_alive(true);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(limits.http2_max_concurrent_streams)
+            .max_pending_accept_reset_streams(limits.http2_max_pending_reset_streams)
+            .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+        builder
     }
 }
 
@@ -152,6 +199,25 @@ async fn accept_error(error: io::Error) {
     }
 }
 
+/// Answers a connection over `max_connections` with a 503 (plaintext) or
+/// just closes it (TLS: a handshake is the very work being shed). The
+/// request is drained briefly first, so that closing does not reset the
+/// connection before the client read the answer.
+async fn shed_connection(mut stream: TcpStream, plaintext: bool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if !plaintext {
+        return;
+    }
+    let linger = async {
+        stream.write_all(&shed_connection_bytes()).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 1024];
+        while stream.read(&mut sink).await? > 0 {}
+        Ok::<_, io::Error>(())
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), linger).await;
+}
+
 async fn serve_connection(
     proxy: Arc<Proxy>,
     builder: Arc<auto::Builder<TokioExecutor>>,
@@ -165,7 +231,20 @@ async fn serve_connection(
     let connection = Arc::new(Connection {
         proxy,
         client: ClientInfo::new(peer, tls.is_some()),
+        started: AtomicBool::new(false),
     });
+    // hyper times out a slow request head, but not a client that sends
+    // nothing, or only the start of the HTTP/2 preface: bound the wait for
+    // the first request here.
+    let first_request = {
+        let connection = connection.clone();
+        async move {
+            tokio::time::sleep(handshake_timeout).await;
+            if connection.started.load(Relaxed) {
+                std::future::pending::<()>().await;
+            }
+        }
+    };
     let served = async {
         match tls {
             None => serve_io(&builder, stream, connection, watcher).await,
@@ -180,6 +259,7 @@ async fn serve_connection(
     };
     tokio::select! {
         () = served => {}
+        () = first_request => tracing::debug!(%peer, "no request within the header read timeout"),
         _ = closed.changed() => {}
     }
 }
@@ -195,6 +275,10 @@ async fn serve_io<I>(
     let service = service_fn(move |request| {
         let connection = connection.clone();
         async move {
+            connection.started.store(true, Relaxed);
+            let Some(permit) = connection.proxy.in_flight.enter() else {
+                return Ok::<_, Infallible>(shed_response(ShedReason::InFlight));
+            };
             let table = connection.proxy.table.load_full();
             let response = handle(
                 &table,
@@ -203,7 +287,7 @@ async fn serve_io<I>(
                 request,
             )
             .await;
-            Ok::<_, Infallible>(response)
+            Ok::<_, Infallible>(response.map(|body| body.holding(permit)))
         }
     });
     let served = builder.serve_connection(TokioIo::new(io), service);

@@ -3,6 +3,8 @@
 //! waits so that a broken proxy fails a test instead of hanging it.
 #![allow(dead_code)]
 
+pub mod hostile;
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
