@@ -165,13 +165,13 @@ impl Body for ProxyBody {
                     Poll::Ready(Some(Err(_))) => {
                         *capture = None;
                         *mirror = None;
-                        in_flight.version.record_body_failure(ErrorKind::Protocol);
+                        in_flight.body_failed(ErrorKind::Protocol);
                     }
                     Poll::Pending => {
                         if stalled(stall, progressed, *body_timeout, cx) {
                             *capture = None;
                             *mirror = None;
-                            in_flight.version.record_body_failure(ErrorKind::Timeout);
+                            in_flight.body_failed(ErrorKind::Timeout);
                             return Poll::Ready(Some(Err(BodyError::Stalled(*body_timeout))));
                         }
                         return Poll::Pending;
@@ -324,6 +324,9 @@ pub(crate) struct InFlight {
     version: Arc<VersionMetrics>,
     pub(crate) request_slot: Option<RequestSlot>,
     pub(crate) connection_slot: Option<ConnectionSlot>,
+    /// The request already counts as an error (a 5xx head): a body that
+    /// fails after it is not a second one.
+    pub(crate) counted_as_error: bool,
 }
 
 // === impl InFlight ===
@@ -337,6 +340,16 @@ impl InFlight {
             version: version.clone(),
             request_slot: None,
             connection_slot: None,
+            counted_as_error: false,
+        }
+    }
+}
+
+impl InFlight {
+    /// Counts the request as failed by its upstream's body, once.
+    fn body_failed(&mut self, kind: ErrorKind) {
+        if !std::mem::replace(&mut self.counted_as_error, true) {
+            self.version.record_body_failure(kind);
         }
     }
 }

@@ -186,6 +186,7 @@ pub(crate) async fn handle(
             let status = response.status();
             let kind = status.is_server_error().then_some(ErrorKind::Status5xx);
             version.metrics.record(elapsed, kind);
+            in_flight.counted_as_error = kind.is_some();
             if let Some(call) = call {
                 call.finish_status(status.as_u16(), millis(elapsed));
             }
