@@ -7,6 +7,7 @@ mod breakers;
 mod flags;
 mod metrics;
 mod problem;
+mod rejections;
 mod series;
 mod ui;
 
@@ -82,6 +83,7 @@ pub fn router(state: AdminState) -> Router {
                 format!("no admin endpoint {method} {}", uri.path()),
             )
         })
+        .layer(middleware::from_fn(rejections::as_problem))
         .with_state(state)
 }
 
@@ -336,5 +338,7 @@ async fn reload(State(state): State<AdminState>) -> Result<Response, Problem> {
     }
 }
 
+#[cfg(test)]
+mod hostile_tests;
 #[cfg(test)]
 mod tests;

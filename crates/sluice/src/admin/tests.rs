@@ -29,7 +29,7 @@ services:
       step_weights: [10, 50]
 "#;
 
-async fn admin(token: Option<&str>, ready: bool) -> Router {
+pub(super) async fn admin(token: Option<&str>, ready: bool) -> Router {
     let config = Config::from_yaml(CONFIG).unwrap();
     let metrics = Metrics::new();
     let proxy = Proxy::new(
@@ -53,7 +53,7 @@ async fn admin(token: Option<&str>, ready: bool) -> Router {
     })
 }
 
-async fn call(
+pub(super) async fn call(
     app: &Router,
     method: &str,
     uri: &str,
