@@ -424,3 +424,38 @@ async fn http2_streams_per_connection_are_bounded() {
     assert!(most <= 4, "{most} streams at once reached the upstream");
     proxy.stop().await;
 }
+
+/// HTTP/2 header lists over `max_header_bytes` answer 431 (the stream
+/// only: the connection goes on serving).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_oversized_header_lists_answer_431() {
+    let (stable, seen) = recorder().await;
+    let config = "proxy: { limits: { max_header_bytes: 8192 } }";
+    let proxy = start_proxy(&one_service(stable, config), HashMap::new()).await;
+    let tcp = TcpStream::connect(proxy.addr).await.unwrap();
+    let (send, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let big = http::Request::get(format!("http://{}/big", proxy.addr))
+        .header("x-big", "a".repeat(10_000))
+        .body(())
+        .unwrap();
+    let mut send = with_patience(send.ready()).await.unwrap();
+    let (response, _) = send.send_request(big, true).unwrap();
+    let response = with_patience(response).await.unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+    );
+
+    let fine = http::Request::get(format!("http://{}/fine", proxy.addr))
+        .body(())
+        .unwrap();
+    let mut send = with_patience(send.ready()).await.unwrap();
+    let (response, _) = send.send_request(fine, true).unwrap();
+    assert_eq!(
+        with_patience(response).await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(seen.requests(), ["GET /fine 0"]);
+    proxy.stop().await;
+}
