@@ -33,7 +33,7 @@ pub use config::{
 pub use flags::{release_plan_name, ReleasePlan, RollbackMode, VariantLabels};
 pub use mirror::{CompareSpec, MirrorSpec};
 pub use notify::{NotificationKind, NotifyEvent};
-pub use store::{EtcdLocation, StoreLocation};
+pub use store::{EtcdAuth, EtcdLocation, EtcdTls, PasswordSource, StoreLocation};
 pub use time::Timestamp;
 pub use validate::{check_endpoint, Cohort, ConfigError, FieldError, OnDeadline, Step};
 pub use webhook::{HookType, WebhookSpec};

@@ -17,6 +17,7 @@
 //! service's log is never a prefix of another's.
 
 pub(crate) mod gateway;
+pub(crate) mod security;
 
 use std::time::Duration;
 
@@ -32,6 +33,7 @@ use crate::{
     Store, StoreError,
 };
 use gateway::{b64, unb64, Gateway, GatewayError};
+use security::Security;
 
 /// One key-value pair of a range answer.
 struct Kv {
@@ -47,14 +49,47 @@ pub struct EtcdStore {
 
 impl EtcdStore {
     /// A store on the etcd cluster at `endpoints` (`host:port`, tried in
-    /// order), under `prefix` (e.g. `/sluice/`). Checks that etcd answers.
+    /// order), under `prefix` (e.g. `/sluice/`), over plain HTTP without a
+    /// user. Checks that etcd answers.
     pub fn connect(endpoints: Vec<String>, prefix: &str) -> Result<EtcdStore, StoreError> {
+        EtcdStore::connect_with(endpoints, prefix, Security::default())
+    }
+
+    /// The store a `store: etcd://…` or `etcds://…` value names: its
+    /// members, prefix, TLS files and user. Checks that etcd answers (and
+    /// accepts the certificates and the password).
+    pub fn open(location: &sluice_model::EtcdLocation) -> Result<EtcdStore, StoreError> {
+        let security = Security::from_location(location).map_err(|source| StoreError::Open {
+            path: location_text(
+                &location.endpoints,
+                &location.prefix,
+                location.tls.is_some(),
+            )
+            .into(),
+            source: Box::new(source),
+        })?;
+        EtcdStore::connect_with(location.endpoints.clone(), &location.prefix, security)
+    }
+
+    /// The TLS and user this store reaches etcd with, so that another
+    /// client of the same cluster (the cluster node's) needs not read the
+    /// files and the password again.
+    pub fn security(&self) -> Security {
+        self.gateway.security()
+    }
+
+    /// [`EtcdStore::connect`] with TLS and/or a user.
+    pub fn connect_with(
+        endpoints: Vec<String>,
+        prefix: &str,
+        security: Security,
+    ) -> Result<EtcdStore, StoreError> {
         let mut prefix = prefix.to_string();
         if !prefix.ends_with('/') {
             prefix.push('/');
         }
         let store = EtcdStore {
-            gateway: Gateway::new(endpoints, Duration::from_secs(5)),
+            gateway: Gateway::with_security(endpoints, Duration::from_secs(5), security),
             prefix,
         };
         store
@@ -70,10 +105,10 @@ impl EtcdStore {
     }
 
     fn location(&self) -> String {
-        format!(
-            "etcd://{}{}",
-            self.gateway.endpoints().join(","),
-            self.prefix
+        location_text(
+            self.gateway.endpoints(),
+            &self.prefix,
+            self.gateway.scheme() == "https",
         )
     }
 
@@ -211,6 +246,12 @@ impl EtcdStore {
         let applied = self.txn(&format!("append of flag change {seq}"), compares, &puts)?;
         Ok(applied.then_some(seq))
     }
+}
+
+/// How errors name the store: `etcd://` or `etcds://`, members, prefix.
+fn location_text(endpoints: &[String], prefix: &str, tls: bool) -> String {
+    let scheme = if tls { "etcds" } else { "etcd" };
+    format!("{scheme}://{}{prefix}", endpoints.join(","))
 }
 
 /// Compare: a counter key equals `value`, or was never created when 0.

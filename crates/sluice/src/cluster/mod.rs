@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use sluice_model::EtcdLocation;
-use sluice_store::{b64, range_end, unb64, Gateway, GatewayError, Store};
+use sluice_store::{b64, range_end, unb64, Gateway, GatewayError, Security, Store};
 use tokio::sync::watch;
 
 use crate::controller::Controller;
@@ -68,8 +68,12 @@ struct Lease {
 // === impl Node ===
 
 impl Node {
+    /// A node of the cluster `location` names, reaching etcd with `security`
+    /// (the store's TLS and user).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         location: &EtcdLocation,
+        security: Security,
         admin: String,
         config_digest: String,
         store: Arc<dyn Store>,
@@ -88,7 +92,11 @@ impl Node {
                 format!("{host}:{port}")
             });
         Node {
-            gateway: Gateway::new(location.endpoints.clone(), Duration::from_secs(2)),
+            gateway: Gateway::with_security(
+                location.endpoints.clone(),
+                Duration::from_secs(2),
+                security,
+            ),
             prefix: location.prefix.clone(),
             name,
             admin,
