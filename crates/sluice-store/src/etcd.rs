@@ -13,12 +13,16 @@
 //!   `PREFIX/flags/log/SEQ` the values. A flag commit compares both, so two
 //!   writers never take the same seq.
 //!
-//! Service names are escaped (`%` → `%25`, `/` → `%2F`) so that one
+//! - `PREFIX/breakers/policies/ID` holds a breaker policy replaced through
+//!   the admin API.
+//!
+//! Service names and policy ids are escaped (`%` → `%25`, `/` → `%2F`) so that one
 //! service's log is never a prefix of another's.
 
 pub(crate) mod gateway;
 pub(crate) mod security;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -29,8 +33,8 @@ use crate::codec::{
     encode_flag_change, encode_flag_document, encode_state,
 };
 use crate::{
-    check_commit, check_flag_change, keep_newest, next_flag_revision, FlagChange, FlagDocument,
-    Store, StoreError,
+    check_commit, check_flag_change, decode_policy, keep_newest, next_flag_revision, FlagChange,
+    FlagDocument, Store, StoreError,
 };
 use gateway::{b64, unb64, Gateway, GatewayError};
 use security::Security;
@@ -477,6 +481,28 @@ impl Store for EtcdStore {
         }
         newest_first.reverse();
         Ok(newest_first)
+    }
+
+    fn breaker_policies(&self) -> Result<BTreeMap<String, Value>, StoreError> {
+        let prefix = self.key("breakers/policies/");
+        self.range(&prefix, Some(()), None, false)?
+            .iter()
+            .map(|kv| {
+                let id = unescape(&String::from_utf8_lossy(&kv.key[prefix.len()..]));
+                let policy = decode_policy(&id, &kv.value)?;
+                Ok((id, policy))
+            })
+            .collect()
+    }
+
+    fn put_breaker_policy(&self, id: &str, policy: &Value) -> Result<(), StoreError> {
+        let key = self.service_key("breakers/policies", id);
+        let put =
+            json!({ "key": b64(key.as_bytes()), "value": b64(policy.to_string().as_bytes()) });
+        self.gateway
+            .call("/v3/kv/put", &put)
+            .map_err(|e| self.backend(&format!("store of breaker policy {id:?}"), e))?;
+        Ok(())
     }
 }
 

@@ -126,6 +126,14 @@ pub async fn start(
     )
     .await?;
 
+    // Policies replaced through the API before this start (or by another node).
+    if let Err(e) =
+        crate::breaker_store::sync_from_store(store.clone(), metrics.breakers(), &config.breakers)
+            .await
+    {
+        tracing::warn!("cannot serve the stored breaker policies: {e}");
+    }
+
     let (shutdown, _) = watch::channel(false);
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(announce_breakers(

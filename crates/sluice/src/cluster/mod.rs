@@ -1,6 +1,7 @@
 //! Cluster mode: several `sluice run` nodes share one state in etcd. Every
 //! node proxies and follows the stored state (polled every
-//! [`FOLLOW_INTERVAL`]); one node, the holder of the leased key
+//! [`FOLLOW_INTERVAL`]; flags and breaker policies every
+//! [`COUNTERS_INTERVAL`]); one node, the holder of the leased key
 //! `PREFIX/leader`, decides. Each node registers itself under the leased key
 //! `PREFIX/nodes/NODE` so `GET /api/v1/cluster` can list the fleet.
 //!
@@ -132,6 +133,18 @@ impl Node {
                 // Flags written through another node's API (or its release plans).
                 if let Err(e) = controller.flags().sync_from_store().await {
                     tracing::warn!(node = %self.name, "cluster: cannot serve the stored flags: {e}");
+                }
+                // Breaker policies replaced through another node's API.
+                let breakers = controller.metrics().breakers();
+                let config = controller.config();
+                let synced = crate::breaker_store::sync_from_store(
+                    self.store.clone(),
+                    breakers,
+                    &config.breakers,
+                )
+                .await;
+                if let Err(e) = synced {
+                    tracing::warn!(node = %self.name, "cluster: cannot serve the stored breaker policies: {e}");
                 }
             }
             if last_election.elapsed() >= self.lease_ttl / 3 {
