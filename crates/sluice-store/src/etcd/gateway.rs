@@ -47,7 +47,7 @@ pub enum GatewayError {
         source: serde_json::Error,
     },
     /// etcd refused the user's password (or has no such user, or its auth is off).
-    #[error("etcd {endpoint} refused user {user:?}: {reason} (check the password that password_env= or password_file= names)")]
+    #[error("etcd {endpoint} refused user {user:?}: {reason}")]
     Authentication {
         endpoint: String,
         user: String,
@@ -180,10 +180,19 @@ impl Gateway {
                 status: 400..=499,
                 body,
             }) => {
-                let reason = serde_json::from_str::<Value>(&body)
+                let said = serde_json::from_str::<Value>(&body)
                     .ok()
                     .and_then(|v| v["error"].as_str().map(str::to_string))
                     .unwrap_or(body);
+                let reason = if said.contains("CommonName") {
+                    format!("{said} (etcd runs with --client-cert-auth and its authentication on, and through its JSON gateway it takes no user from a certificate nor a password: use users without --client-cert-auth, or client certificates with etcd's authentication off)")
+                } else if said.contains("password") {
+                    format!(
+                        "{said} (check the password that password_env= or password_file= names)"
+                    )
+                } else {
+                    said
+                };
                 Err(GatewayError::Authentication {
                     endpoint,
                     user: credentials.user.clone(),
