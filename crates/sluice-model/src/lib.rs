@@ -35,7 +35,7 @@ pub use flags::{release_plan_name, ReleasePlan, RollbackMode, VariantLabels};
 pub use limits::ProxyLimits;
 pub use mirror::{CompareSpec, MirrorSpec};
 pub use notify::{NotificationKind, NotifyEvent};
-pub use store::{EtcdLocation, StoreLocation};
+pub use store::{EtcdAuth, EtcdLocation, EtcdTls, PasswordSource, StoreLocation};
 pub use time::Timestamp;
 pub use validate::{check_endpoint, Cohort, ConfigError, FieldError, OnDeadline, Step};
 pub use webhook::{HookType, WebhookSpec};

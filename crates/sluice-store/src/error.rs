@@ -102,6 +102,14 @@ pub enum StoreError {
         #[source]
         source: serde_json::Error,
     },
+
+    /// A stored breaker policy is not JSON.
+    #[error("breaker policy {id:?}: cannot be (de)serialized as JSON: {source}")]
+    PolicySerde {
+        id: String,
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
 // === impl StoreError ===

@@ -13,11 +13,16 @@
 //!   `PREFIX/flags/log/SEQ` the values. A flag commit compares both, so two
 //!   writers never take the same seq.
 //!
-//! Service names are escaped (`%` → `%25`, `/` → `%2F`) so that one
+//! - `PREFIX/breakers/policies/ID` holds a breaker policy replaced through
+//!   the admin API.
+//!
+//! Service names and policy ids are escaped (`%` → `%25`, `/` → `%2F`) so that one
 //! service's log is never a prefix of another's.
 
 pub(crate) mod gateway;
+pub(crate) mod security;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -28,10 +33,11 @@ use crate::codec::{
     encode_flag_change, encode_flag_document, encode_state,
 };
 use crate::{
-    check_commit, check_flag_change, keep_newest, next_flag_revision, FlagChange, FlagDocument,
-    Store, StoreError,
+    check_commit, check_flag_change, decode_policy, keep_newest, next_flag_revision, FlagChange,
+    FlagDocument, Store, StoreError,
 };
 use gateway::{b64, unb64, Gateway, GatewayError};
+use security::Security;
 
 /// One key-value pair of a range answer.
 struct Kv {
@@ -47,14 +53,47 @@ pub struct EtcdStore {
 
 impl EtcdStore {
     /// A store on the etcd cluster at `endpoints` (`host:port`, tried in
-    /// order), under `prefix` (e.g. `/sluice/`). Checks that etcd answers.
+    /// order), under `prefix` (e.g. `/sluice/`), over plain HTTP without a
+    /// user. Checks that etcd answers.
     pub fn connect(endpoints: Vec<String>, prefix: &str) -> Result<EtcdStore, StoreError> {
+        EtcdStore::connect_with(endpoints, prefix, Security::default())
+    }
+
+    /// The store a `store: etcd://…` or `etcds://…` value names: its
+    /// members, prefix, TLS files and user. Checks that etcd answers (and
+    /// accepts the certificates and the password).
+    pub fn open(location: &sluice_model::EtcdLocation) -> Result<EtcdStore, StoreError> {
+        let security = Security::from_location(location).map_err(|source| StoreError::Open {
+            path: location_text(
+                &location.endpoints,
+                &location.prefix,
+                location.tls.is_some(),
+            )
+            .into(),
+            source: Box::new(source),
+        })?;
+        EtcdStore::connect_with(location.endpoints.clone(), &location.prefix, security)
+    }
+
+    /// The TLS and user this store reaches etcd with, so that another
+    /// client of the same cluster (the cluster node's) needs not read the
+    /// files and the password again.
+    pub fn security(&self) -> Security {
+        self.gateway.security()
+    }
+
+    /// [`EtcdStore::connect`] with TLS and/or a user.
+    pub fn connect_with(
+        endpoints: Vec<String>,
+        prefix: &str,
+        security: Security,
+    ) -> Result<EtcdStore, StoreError> {
         let mut prefix = prefix.to_string();
         if !prefix.ends_with('/') {
             prefix.push('/');
         }
         let store = EtcdStore {
-            gateway: Gateway::new(endpoints, Duration::from_secs(5)),
+            gateway: Gateway::with_security(endpoints, Duration::from_secs(5), security),
             prefix,
         };
         store
@@ -70,10 +109,10 @@ impl EtcdStore {
     }
 
     fn location(&self) -> String {
-        format!(
-            "etcd://{}{}",
-            self.gateway.endpoints().join(","),
-            self.prefix
+        location_text(
+            self.gateway.endpoints(),
+            &self.prefix,
+            self.gateway.scheme() == "https",
         )
     }
 
@@ -211,6 +250,12 @@ impl EtcdStore {
         let applied = self.txn(&format!("append of flag change {seq}"), compares, &puts)?;
         Ok(applied.then_some(seq))
     }
+}
+
+/// How errors name the store: `etcd://` or `etcds://`, members, prefix.
+fn location_text(endpoints: &[String], prefix: &str, tls: bool) -> String {
+    let scheme = if tls { "etcds" } else { "etcd" };
+    format!("{scheme}://{}{prefix}", endpoints.join(","))
 }
 
 /// Compare: a counter key equals `value`, or was never created when 0.
@@ -436,6 +481,28 @@ impl Store for EtcdStore {
         }
         newest_first.reverse();
         Ok(newest_first)
+    }
+
+    fn breaker_policies(&self) -> Result<BTreeMap<String, Value>, StoreError> {
+        let prefix = self.key("breakers/policies/");
+        self.range(&prefix, Some(()), None, false)?
+            .iter()
+            .map(|kv| {
+                let id = unescape(&String::from_utf8_lossy(&kv.key[prefix.len()..]));
+                let policy = decode_policy(&id, &kv.value)?;
+                Ok((id, policy))
+            })
+            .collect()
+    }
+
+    fn put_breaker_policy(&self, id: &str, policy: &Value) -> Result<(), StoreError> {
+        let key = self.service_key("breakers/policies", id);
+        let put =
+            json!({ "key": b64(key.as_bytes()), "value": b64(policy.to_string().as_bytes()) });
+        self.gateway
+            .call("/v3/kv/put", &put)
+            .map_err(|e| self.backend(&format!("store of breaker policy {id:?}"), e))?;
+        Ok(())
     }
 }
 

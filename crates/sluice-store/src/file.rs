@@ -5,6 +5,7 @@
 //! document and its log work the same way: a flag commit or append is one
 //! write transaction.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use redb::{
@@ -18,8 +19,8 @@ use crate::codec::{
     encode_flag_change, encode_flag_document, encode_state,
 };
 use crate::{
-    check_commit, check_flag_change, keep_newest, next_flag_revision, FlagChange, FlagDocument,
-    Store, StoreError,
+    check_commit, check_flag_change, decode_policy, keep_newest, next_flag_revision, FlagChange,
+    FlagDocument, Store, StoreError,
 };
 
 /// service → JSON of its `ServiceState`.
@@ -35,6 +36,8 @@ const FLAG_CHANGES: TableDefinition<u64, &[u8]> = TableDefinition::new("flag_cha
 /// one flag's history does not read every other flag's.
 const FLAG_CHANGES_BY_KEY: TableDefinition<(&str, u64), ()> =
     TableDefinition::new("flag_changes_by_key");
+/// breaker policy id → its JSON, as the admin API stored it.
+const BREAKER_POLICIES: TableDefinition<&str, &[u8]> = TableDefinition::new("breaker_policies");
 
 /// The store in one file on local disk (the default backend).
 pub struct FileStore {
@@ -83,6 +86,8 @@ impl FileStore {
         txn.open_table(FLAG_CHANGES)
             .map_err(|e| open_error(Box::new(e)))?;
         txn.open_table(FLAG_CHANGES_BY_KEY)
+            .map_err(|e| open_error(Box::new(e)))?;
+        txn.open_table(BREAKER_POLICIES)
             .map_err(|e| open_error(Box::new(e)))?;
         txn.commit().map_err(|e| open_error(Box::new(e)))?;
         Ok(store)
@@ -341,5 +346,36 @@ impl Store for FileStore {
         }
         newest_first.reverse();
         Ok(newest_first)
+    }
+
+    fn breaker_policies(&self) -> Result<BTreeMap<String, serde_json::Value>, StoreError> {
+        let err = self.backend_error("load of the breaker policies");
+        let txn = self.db.begin_read().map_err(|e| err(e.into()))?;
+        let table = txn
+            .open_table(BREAKER_POLICIES)
+            .map_err(|e| err(e.into()))?;
+        let mut policies = BTreeMap::new();
+        for entry in table.iter().map_err(|e| err(e.into()))? {
+            let (id, json) = entry.map_err(|e| err(e.into()))?;
+            let id = id.value().to_string();
+            let policy = decode_policy(&id, json.value())?;
+            policies.insert(id, policy);
+        }
+        Ok(policies)
+    }
+
+    fn put_breaker_policy(&self, id: &str, policy: &serde_json::Value) -> Result<(), StoreError> {
+        let err = self.backend_error(format!("store of breaker policy {id:?}"));
+        let json = policy.to_string();
+        let txn = self.db.begin_write().map_err(|e| err(e.into()))?;
+        {
+            let mut table = txn
+                .open_table(BREAKER_POLICIES)
+                .map_err(|e| err(e.into()))?;
+            table
+                .insert(id, json.as_bytes())
+                .map_err(|e| err(e.into()))?;
+        }
+        txn.commit().map_err(|e| err(e.into()))
     }
 }

@@ -1,7 +1,8 @@
 //! Where sluice keeps what must survive a restart: each service's routing and
 //! rollout state (`ServiceState`) and the append-only decision log, and the
 //! flag server's document of flags written through the API with the
-//! append-only log of every change of flags. One trait,
+//! append-only log of every change of flags, and the circuit-breaker
+//! policies replaced through the admin API. One trait,
 //! `Store`, with an embedded file backend (`FileStore`, on redb) and an
 //! in-memory one for tests (`MemoryStore`); an etcd backend for cluster mode
 //! implements the same trait and runs the same `suite`.
@@ -18,6 +19,7 @@ mod file;
 mod memory;
 pub mod suite;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -25,6 +27,7 @@ use sluice_rollout::{Decision, ServiceState};
 
 pub use error::StoreError;
 pub use etcd::gateway::{b64, unb64, Gateway, GatewayError};
+pub use etcd::security::{Security, SecurityError};
 pub use etcd::{range_end, EtcdStore};
 pub use file::FileStore;
 pub use memory::MemoryStore;
@@ -125,6 +128,14 @@ pub trait Store: Send + Sync + 'static {
         key: Option<&str>,
         limit: Option<usize>,
     ) -> Result<Vec<FlagChange>, StoreError>;
+
+    /// The circuit-breaker policies replaced through the admin API, by id,
+    /// each the JSON value the admin API stored (the store does not read it).
+    fn breaker_policies(&self) -> Result<BTreeMap<String, serde_json::Value>, StoreError>;
+
+    /// Stores `policy` under `id`, replacing what was stored under it (the
+    /// last writer wins, as with the API's PUT); durable on return.
+    fn put_breaker_policy(&self, id: &str, policy: &serde_json::Value) -> Result<(), StoreError>;
 }
 
 /// A shared store is a store, so the controller and the admin API can hold
@@ -180,6 +191,14 @@ impl<S: Store + ?Sized> Store for Arc<S> {
     ) -> Result<Vec<FlagChange>, StoreError> {
         (**self).flag_changes(key, limit)
     }
+
+    fn breaker_policies(&self) -> Result<BTreeMap<String, serde_json::Value>, StoreError> {
+        (**self).breaker_policies()
+    }
+
+    fn put_breaker_policy(&self, id: &str, policy: &serde_json::Value) -> Result<(), StoreError> {
+        (**self).put_breaker_policy(id, policy)
+    }
 }
 
 /// The checks every backend makes before writing, so they reject the same
@@ -228,6 +247,14 @@ pub(crate) fn next_flag_revision(expected_revision: u64) -> Result<u64, StoreErr
         .ok_or(StoreError::FlagBadRevision {
             expected: expected_revision,
         })
+}
+
+/// A stored breaker policy's JSON, decoded.
+pub(crate) fn decode_policy(id: &str, json: &[u8]) -> Result<serde_json::Value, StoreError> {
+    serde_json::from_slice(json).map_err(|source| StoreError::PolicySerde {
+        id: id.to_string(),
+        source,
+    })
 }
 
 /// Keeps the newest `limit` of decisions already in log order.

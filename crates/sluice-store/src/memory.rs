@@ -12,8 +12,8 @@ use crate::codec::{
     encode_flag_change, encode_flag_document, encode_state,
 };
 use crate::{
-    check_commit, check_flag_change, keep_newest, next_flag_revision, FlagChange, FlagDocument,
-    Store, StoreError,
+    check_commit, check_flag_change, decode_policy, keep_newest, next_flag_revision, FlagChange,
+    FlagDocument, Store, StoreError,
 };
 
 /// A store in a `Mutex<BTreeMap>`; cheap to create, gone when dropped.
@@ -32,6 +32,8 @@ struct Inner {
     flag_document: Option<Vec<u8>>,
     /// seq → the change's flag key (to filter without decoding) and its JSON.
     flag_changes: BTreeMap<u64, (Option<String>, Vec<u8>)>,
+    /// breaker policy id → its JSON.
+    breaker_policies: BTreeMap<String, Vec<u8>>,
 }
 
 // === impl Inner ===
@@ -206,5 +208,19 @@ impl Store for MemoryStore {
         }
         newest_first.reverse();
         Ok(newest_first)
+    }
+
+    fn breaker_policies(&self) -> Result<BTreeMap<String, serde_json::Value>, StoreError> {
+        self.lock()
+            .breaker_policies
+            .iter()
+            .map(|(id, json)| Ok((id.clone(), decode_policy(id, json)?)))
+            .collect()
+    }
+
+    fn put_breaker_policy(&self, id: &str, policy: &serde_json::Value) -> Result<(), StoreError> {
+        let json = policy.to_string().into_bytes();
+        self.lock().breaker_policies.insert(id.to_string(), json);
+        Ok(())
     }
 }

@@ -5,7 +5,8 @@
 //!
 //! Each check uses its own service names (prefixed by the check's name), so
 //! all of them can share one store, e.g. one etcd key prefix. The flag checks
-//! are in [`flags`]; `run_all` and `survives_reopen` include them.
+//! are in [`flags`], the breaker-policy checks in [`breakers`]; `run_all` and
+//! `survives_reopen` include them.
 
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use sluice_rollout::{Decision, DecisionKind, Phase, Rollout, ServiceState};
 
 use crate::{Store, StoreError};
 
+pub mod breakers;
 pub mod flags;
 
 /// Runs every check that needs only one open store, the flag checks included.
@@ -25,6 +27,7 @@ pub fn run_all(store: &dyn Store) {
     commit_is_atomic(store);
     load_all_lists_every_service(store);
     flags::run_all(store);
+    breakers::run_all(store);
 }
 
 /// What is committed is loaded back unchanged; an unknown service is `None`.
@@ -283,6 +286,7 @@ pub fn survives_reopen(open: &dyn Fn() -> Box<dyn Store>) {
     assert_eq!(store.load(name).expect("load").map(|s| s.revision), Some(2));
     drop(store);
     flags::flags_survive_reopen(open);
+    breakers::policies_survive_reopen(open);
 }
 
 // === fixtures ===

@@ -1,86 +1,14 @@
 //! The store suite against a real etcd (Debian's `etcd-server`, installed by
 //! scripts/test.sh): a single-member cluster on loopback ports, started for
-//! the test and stopped by PID. The test fails, never skips, without etcd.
+//! the test and stopped by PID (tests/common). The test fails, never skips,
+//! without etcd.
 
-use std::net::{TcpListener, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::{free_port, Etcd};
 use sluice_store::{suite, EtcdStore, Store};
-
-/// A running etcd member; killed when dropped.
-struct Etcd {
-    child: Child,
-    client: String,
-    _dir: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl Etcd {
-    fn start() -> Etcd {
-        let dir = tempfile::tempdir().unwrap();
-        let (client, peer) = (free_port(), free_port());
-        let client_url = format!("http://127.0.0.1:{client}");
-        let peer_url = format!("http://127.0.0.1:{peer}");
-        let child = Command::new("etcd")
-            .args(["--name", "test", "--data-dir"])
-            .arg(dir.path().join("data"))
-            .args(["--listen-client-urls", &client_url])
-            .args(["--advertise-client-urls", &client_url])
-            .args(["--listen-peer-urls", &peer_url])
-            .args(["--initial-advertise-peer-urls", &peer_url])
-            .args(["--initial-cluster", &format!("test={peer_url}")])
-            .stdout(Stdio::null())
-            .stderr(log_file(dir.path()))
-            .spawn()
-            .expect("etcd (Debian's etcd-server package; scripts/test.sh installs it)");
-        let etcd = Etcd {
-            child,
-            client: format!("127.0.0.1:{client}"),
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(&etcd.client).is_err() {
-            assert!(Instant::now() < deadline, "etcd did not listen within 20s");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        etcd
-    }
-
-    fn store(&self, prefix: &str) -> EtcdStore {
-        // The listener comes up before the member is ready to serve: retry briefly.
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            match EtcdStore::connect(vec![self.client.clone()], prefix) {
-                Ok(store) => return store,
-                Err(e) if Instant::now() < deadline => {
-                    let _ = e;
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-                Err(e) => panic!("etcd store: {e}"),
-            }
-        }
-    }
-}
-
-fn log_file(dir: &Path) -> Stdio {
-    std::fs::File::create(dir.join("etcd.log")).unwrap().into()
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[test]
 fn the_store_suite_passes_against_etcd() {

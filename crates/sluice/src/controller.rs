@@ -314,6 +314,11 @@ impl Controller {
         self.shared.config.load_full()
     }
 
+    /// The store the controller writes to (shared with the admin API).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.shared.store
+    }
+
     pub fn counters(&self) -> &ControllerMetrics {
         &self.shared.counters
     }

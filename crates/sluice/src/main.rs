@@ -2,6 +2,7 @@
 //! command's module. Everything with logic lives in the modules.
 
 mod admin;
+mod breaker_store;
 mod breakers_cmd;
 mod cli;
 mod client;

@@ -83,13 +83,12 @@ pub async fn start(
             ),
             None,
         ),
-        StoreLocation::Etcd(etcd) => (
-            Arc::new(
-                EtcdStore::connect(etcd.endpoints.clone(), &etcd.prefix)
-                    .with_context(|| format!("cannot open the store {:?}", config.store))?,
-            ),
-            Some(etcd.clone()),
-        ),
+        StoreLocation::Etcd(etcd) => {
+            let store = EtcdStore::open(etcd)
+                .with_context(|| format!("cannot open the store {:?}", config.store))?;
+            let security = store.security();
+            (Arc::new(store), Some((etcd.clone(), security)))
+        }
     };
     let fleet = Arc::new(FleetCounters::default());
     let leadership = Arc::new(match &etcd {
@@ -127,6 +126,14 @@ pub async fn start(
     )
     .await?;
 
+    // Policies replaced through the API before this start (or by another node).
+    if let Err(e) =
+        crate::breaker_store::sync_from_store(store.clone(), metrics.breakers(), &config.breakers)
+            .await
+    {
+        tracing::warn!("cannot serve the stored breaker policies: {e}");
+    }
+
     let (shutdown, _) = watch::channel(false);
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(announce_breakers(
@@ -161,7 +168,7 @@ pub async fn start(
         .await
         .with_context(|| format!("admin.address: cannot listen on {admin_address}"))?;
     let admin_addr = admin_socket.local_addr()?;
-    let cluster = etcd.map(|etcd| {
+    let cluster = etcd.map(|(etcd, security)| {
         let digest = {
             use std::hash::{Hash, Hasher};
             let mut hasher = std::collections::hash_map::DefaultHasher::new();
@@ -172,6 +179,7 @@ pub async fn start(
         };
         Arc::new(Node::new(
             &etcd,
+            security,
             admin_addr.to_string(),
             digest,
             store.clone(),

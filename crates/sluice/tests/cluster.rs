@@ -1,7 +1,8 @@
 //! Cluster mode end to end: a real etcd and real sluice nodes on loopback,
 //! load spread over every node. One leader decides; followers route by the
 //! stored state and refuse changes with the leader's name; kill -9 of the
-//! leader hands over at the same step; etcd down keeps the last routing.
+//! leader hands over at the same step; etcd down keeps the last routing; a
+//! breaker policy replaced through one node is served by every node.
 
 mod common;
 #[path = "common/etcd.rs"]
@@ -522,4 +523,52 @@ async fn three_nodes_on_three_etcd_members_survive_a_member_and_the_leader_dying
     for node in nodes {
         node.sluice.kill9();
     }
+}
+
+/// The failure threshold of the `default` breaker policy a node serves.
+async fn failure_threshold(client: &HttpClient, node: &Node) -> Option<u64> {
+    let policy = admin_json(
+        client,
+        node.sluice.admin,
+        "/api/v1/breakers/policies/default",
+    )
+    .await;
+    policy["policy"]["failure_threshold"].as_u64()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_breaker_policy_replaced_through_one_node_is_served_by_every_node() {
+    let etcd = Etcd::start();
+    let (v1, v2) = (Upstream::start("v1").await, Upstream::start("v2").await);
+    let config = config(&etcd, "breaker-policies", &v1, &v2);
+    let a = start_node("a", &config);
+    let b = start_node("b", &config);
+    let client = client();
+    elected(&client, &[&a, &b]).await;
+    assert_ne!(failure_threshold(&client, &b).await, Some(2));
+
+    let file = a._dir.path().join("strict.yaml");
+    std::fs::write(&file, "failure_threshold: 2\nerror_rate_threshold: null\n").unwrap();
+    let output = a.sluice.cli(&[
+        "breakers",
+        "set-policy",
+        "default",
+        "--file",
+        file.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(failure_threshold(&client, &a).await, Some(2));
+    // Every node reads the stored policies each second.
+    eventually(
+        Duration::from_secs(3),
+        "node b to serve the policy replaced through node a",
+        || async { (failure_threshold(&client, &b).await == Some(2)).then_some(()) },
+    )
+    .await;
+    // A node that starts later serves it from the start.
+    let c = start_node("c", &config);
+    assert_eq!(failure_threshold(&client, &c).await, Some(2));
+    a.sluice.kill9();
+    b.sluice.kill9();
+    c.sluice.kill9();
 }

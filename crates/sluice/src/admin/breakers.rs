@@ -94,7 +94,20 @@ async fn put_policy(
     body: Bytes,
 ) -> Result<Response, Problem> {
     let spec: PolicySpec = problem::parse_json(&body)?;
-    Ok(Json(breakers(&state).put_policy(&id, spec)?).into_response())
+    let status = breakers(&state).put_policy(&id, spec.clone())?;
+    // Kept in the store, so that it survives a restart and every node of a
+    // cluster serves it.
+    let config = state.controller.config();
+    let store = state.controller.store().clone();
+    crate::breaker_store::store_policy(store, &id, &spec, &config.breakers)
+        .await
+        .map_err(|e| {
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("policy {id:?} is applied on this node but could not be stored (it will not survive a restart nor reach other nodes): {e}"),
+            )
+        })?;
+    Ok(Json(status).into_response())
 }
 
 fn parse_switch(switch: &str) -> Result<bool, Problem> {

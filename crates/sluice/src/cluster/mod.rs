@@ -1,6 +1,7 @@
 //! Cluster mode: several `sluice run` nodes share one state in etcd. Every
 //! node proxies and follows the stored state (polled every
-//! [`FOLLOW_INTERVAL`]); one node, the holder of the leased key
+//! [`FOLLOW_INTERVAL`]; flags and breaker policies every
+//! [`COUNTERS_INTERVAL`]); one node, the holder of the leased key
 //! `PREFIX/leader`, decides. Each node registers itself under the leased key
 //! `PREFIX/nodes/NODE` so `GET /api/v1/cluster` can list the fleet.
 //!
@@ -22,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use sluice_model::EtcdLocation;
-use sluice_store::{b64, range_end, unb64, Gateway, GatewayError, Store};
+use sluice_store::{b64, range_end, unb64, Gateway, GatewayError, Security, Store};
 use tokio::sync::watch;
 
 use crate::controller::Controller;
@@ -68,8 +69,12 @@ struct Lease {
 // === impl Node ===
 
 impl Node {
+    /// A node of the cluster `location` names, reaching etcd with `security`
+    /// (the store's TLS and user).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         location: &EtcdLocation,
+        security: Security,
         admin: String,
         config_digest: String,
         store: Arc<dyn Store>,
@@ -88,7 +93,11 @@ impl Node {
                 format!("{host}:{port}")
             });
         Node {
-            gateway: Gateway::new(location.endpoints.clone(), Duration::from_secs(2)),
+            gateway: Gateway::with_security(
+                location.endpoints.clone(),
+                Duration::from_secs(2),
+                security,
+            ),
             prefix: location.prefix.clone(),
             name,
             admin,
@@ -124,6 +133,18 @@ impl Node {
                 // Flags written through another node's API (or its release plans).
                 if let Err(e) = controller.flags().sync_from_store().await {
                     tracing::warn!(node = %self.name, "cluster: cannot serve the stored flags: {e}");
+                }
+                // Breaker policies replaced through another node's API.
+                let breakers = controller.metrics().breakers();
+                let config = controller.config();
+                let synced = crate::breaker_store::sync_from_store(
+                    self.store.clone(),
+                    breakers,
+                    &config.breakers,
+                )
+                .await;
+                if let Err(e) = synced {
+                    tracing::warn!(node = %self.name, "cluster: cannot serve the stored breaker policies: {e}");
                 }
             }
             if last_election.elapsed() >= self.lease_ttl / 3 {
