@@ -27,16 +27,13 @@ use crate::flags::{FlagError, FlagServer};
 /// How long in-flight requests may take to finish at shutdown.
 const DRAIN: Duration = Duration::from_secs(10);
 
-/// Reads, parses and validates a config file; `SLUICE_ADMIN_TOKEN` overrides `admin.token`.
+/// Reads, parses and validates a config file, then reads its secrets and
+/// admin tokens from where they are named (`crate::secrets`).
 pub fn load_config(path: &Path) -> anyhow::Result<Config> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut config = Config::from_yaml(&text)?;
-    if let Ok(token) = std::env::var("SLUICE_ADMIN_TOKEN") {
-        if !token.is_empty() {
-            config.admin.token = Some(token);
-        }
-    }
+    crate::secrets::prepare(&mut config).map_err(ConfigError::Invalid)?;
     Ok(config)
 }
 
@@ -67,10 +64,11 @@ pub async fn start(
     flag_files: &[PathBuf],
 ) -> anyhow::Result<Running> {
     let admin_address = config.admin.address;
-    if !admin_address.ip().is_loopback() && config.admin.token.is_none() {
+    let access = Arc::new(admin::Access::new(&config.admin));
+    if !admin_address.ip().is_loopback() && !access.protected() {
         bail!(
             "refusing to serve the admin API on {admin_address} without a token: anyone who reaches it could \
-             move production traffic. Set SLUICE_ADMIN_TOKEN (or admin.token), or bind it to 127.0.0.1"
+             move production traffic. Set SLUICE_ADMIN_TOKEN (or admin.tokens), or bind it to 127.0.0.1"
         );
     }
     let location =
@@ -188,7 +186,7 @@ pub async fn start(
     let router = admin::router(admin::AdminState {
         controller: controller.clone(),
         ready: ready.clone(),
-        token: config.admin.token.clone().map(Arc::from),
+        access,
         config_source: source,
         reloads: reloads.clone(),
         flags: flags.clone(),
@@ -365,11 +363,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("{} is not a valid config", path.display()))?,
         None => {
             let mut config = Config::from_yaml("{}")?;
-            if let Ok(token) = std::env::var("SLUICE_ADMIN_TOKEN") {
-                if !token.is_empty() {
-                    config.admin.token = Some(token);
-                }
-            }
+            crate::secrets::prepare(&mut config).map_err(ConfigError::Invalid)?;
             config
         }
     };
