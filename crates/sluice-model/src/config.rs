@@ -87,7 +87,8 @@ fn default_store() -> String {
 pub struct Listener {
     /// `ip:port`; port 0 picks a free port (printed at start-up).
     pub address: SocketAddr,
-    /// Serve TLS (rustls) with this certificate and key; HTTP/2 is offered by ALPN.
+    /// Serve TLS (rustls) with this certificate and key; HTTP/2 is offered
+    /// by ALPN. Both files are re-read when they change (no restart).
     #[serde(default)]
     pub tls: Option<TlsConfig>,
 }
@@ -125,6 +126,10 @@ pub struct AdminConfig {
     /// files stay open.
     #[serde(default)]
     pub require_token_for_reads: bool,
+    /// Serve the admin API over TLS (rustls) with this certificate and key;
+    /// both are re-read when they change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
 }
 
 fn default_admin_address() -> SocketAddr {
@@ -139,6 +144,7 @@ impl Default for AdminConfig {
             tokens: Vec::new(),
             tokens_file: None,
             require_token_for_reads: false,
+            tls: None,
         }
     }
 }

@@ -27,6 +27,9 @@ use crate::flags::{FlagError, FlagServer};
 /// How long in-flight requests may take to finish at shutdown.
 const DRAIN: Duration = Duration::from_secs(10);
 
+/// How often TLS certificate and key files are looked at for a change.
+const CERT_POLL: Duration = Duration::from_secs(2);
+
 /// Reads, parses and validates a config file, then reads its secrets and
 /// admin tokens from where they are named (`crate::secrets`).
 pub fn load_config(path: &Path) -> anyhow::Result<Config> {
@@ -48,6 +51,8 @@ pub struct ReloadCounters {
 pub struct Running {
     pub proxy_addrs: Vec<SocketAddr>,
     pub admin_addr: SocketAddr,
+    /// `https` when the admin API serves TLS.
+    pub admin_scheme: &'static str,
     pub controller: Arc<Controller>,
     pub metrics: Arc<Metrics>,
     pub reloads: Arc<ReloadCounters>,
@@ -140,7 +145,8 @@ pub async fn start(
         proxy_addrs.push(socket.local_addr()?);
         let tls = match &listener.tls {
             Some(tls) => Some(
-                sluice_proxy::tls_acceptor(tls).with_context(|| format!("listeners[{i}].tls"))?,
+                watched_cert(tls, &shutdown, &mut tasks)
+                    .with_context(|| format!("listeners[{i}].tls"))?,
             ),
             None => None,
         };
@@ -199,12 +205,24 @@ pub async fn start(
             .watch(config.flags.watch_interval, shutdown.subscribe()),
     ));
     let stop = wait_for(shutdown.subscribe());
+    let admin_tls = match &config.admin.tls {
+        Some(tls) => Some(watched_cert(tls, &shutdown, &mut tasks).context("admin.tls")?),
+        None => None,
+    };
+    let admin_scheme = if admin_tls.is_some() { "https" } else { "http" };
     tasks.push(tokio::spawn(async move {
-        if let Err(e) = axum::serve(admin_socket, router)
-            .with_graceful_shutdown(stop)
-            .await
-        {
-            tracing::error!("admin API stopped: {e}");
+        match admin_tls {
+            Some(acceptor) => {
+                admin::listener::serve_tls(admin_socket, router, acceptor, stop).await
+            }
+            None => {
+                if let Err(e) = axum::serve(admin_socket, router)
+                    .with_graceful_shutdown(stop)
+                    .await
+                {
+                    tracing::error!("admin API stopped: {e}");
+                }
+            }
         }
     }));
     if cluster.is_none() {
@@ -215,6 +233,7 @@ pub async fn start(
         flags,
         proxy_addrs,
         admin_addr,
+        admin_scheme,
         controller,
         metrics,
         reloads,
@@ -272,6 +291,21 @@ async fn announce_breakers(
             Err(RecvError::Closed) => return,
         }
     }
+}
+
+/// A TLS acceptor whose certificate is re-read when its files change
+/// (looked at every `CERT_POLL` until shutdown).
+fn watched_cert(
+    files: &sluice_model::TlsConfig,
+    shutdown: &watch::Sender<bool>,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> anyhow::Result<sluice_proxy::TlsAcceptor> {
+    let cert = sluice_proxy::ServerCert::load(files)?;
+    let acceptor = cert.acceptor()?;
+    tasks.push(tokio::spawn(
+        cert.watch(CERT_POLL, wait_for(shutdown.subscribe())),
+    ));
+    Ok(acceptor)
 }
 
 async fn wait_for(mut shutdown: watch::Receiver<bool>) {
@@ -391,8 +425,8 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
         announce(&format!("sluice: proxy listening on http://{addr}"));
     }
     announce(&format!(
-        "sluice: admin API on http://{0} (metrics: http://{0}/metrics)",
-        running.admin_addr
+        "sluice: admin API on {1}://{0} (metrics: {1}://{0}/metrics)",
+        running.admin_addr, running.admin_scheme
     ));
     loop {
         tokio::select! {

@@ -6,6 +6,7 @@
 pub mod access;
 mod breakers;
 mod flags;
+pub mod listener;
 mod metrics;
 mod problem;
 mod series;
