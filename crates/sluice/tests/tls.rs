@@ -133,6 +133,27 @@ async fn certificates_are_reloaded_without_a_restart_on_both_listeners() {
     })
     .await;
 
+    // The CLI reaches the https admin API trusting its certificate, and not without.
+    let cli = |ca: Option<PathBuf>| {
+        let mut command = std::process::Command::new(binary());
+        command
+            .args(["rollout", "status", "web"])
+            .env(
+                "SLUICE_ADMIN",
+                format!("https://localhost:{}", sluice.admin.port()),
+            )
+            .env_remove("SLUICE_ADMIN_TOKEN")
+            .env_remove("SLUICE_ADMIN_CA");
+        if let Some(ca) = ca {
+            command.env("SLUICE_ADMIN_CA", ca);
+        }
+        command.output().unwrap()
+    };
+    let trusted = cli(Some(fixture("localhost.crt")));
+    assert!(trusted.status.success(), "{trusted:?}");
+    let untrusted = cli(None);
+    assert!(!untrusted.status.success(), "{untrusted:?}");
+
     // Both listeners serve the first certificate.
     let old = connect(sluice.admin).await;
     assert_eq!(presented(&old), der("localhost.crt"));
