@@ -87,7 +87,8 @@ fn default_store() -> String {
 pub struct Listener {
     /// `ip:port`; port 0 picks a free port (printed at start-up).
     pub address: SocketAddr,
-    /// Serve TLS (rustls) with this certificate and key; HTTP/2 is offered by ALPN.
+    /// Serve TLS (rustls) with this certificate and key; HTTP/2 is offered
+    /// by ALPN. Both files are re-read when they change (no restart).
     #[serde(default)]
     pub tls: Option<TlsConfig>,
 }
@@ -96,7 +97,9 @@ pub struct Listener {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
+    /// The PEM certificate chain, the server's own certificate first.
     pub cert: PathBuf,
+    /// The PEM private key (PKCS#8, PKCS#1 or SEC1).
     pub key: PathBuf,
 }
 
@@ -107,9 +110,26 @@ pub struct AdminConfig {
     /// Loopback by default; a non-loopback address requires a token.
     #[serde(default = "default_admin_address")]
     pub address: SocketAddr,
-    /// Bearer token for mutating calls; `SLUICE_ADMIN_TOKEN` overrides it.
+    /// A single bearer token with the `admin` role (named `admin`): a
+    /// string, `{env: NAME}` or `{file: /path}`; `SLUICE_ADMIN_TOKEN` overrides it.
     #[serde(default)]
-    pub token: Option<String>,
+    pub token: Option<crate::Secret>,
+    /// Named tokens, each with a role (`viewer`, `operator`, `admin`); see docs/operations.md.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tokens: Vec<crate::AdminToken>,
+    /// A file of more named tokens, one `name role token` per line (read at
+    /// start-up and on each reload).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_file: Option<PathBuf>,
+    /// Whether reads (`GET /api/v1/…`) need a token (any role) when tokens
+    /// are configured; `/healthz`, `/readyz`, `/metrics` and the dashboard's
+    /// files stay open.
+    #[serde(default)]
+    pub require_token_for_reads: bool,
+    /// Serve the admin API over TLS (rustls) with this certificate and key;
+    /// both are re-read when they change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
 }
 
 fn default_admin_address() -> SocketAddr {
@@ -121,6 +141,10 @@ impl Default for AdminConfig {
         AdminConfig {
             address: default_admin_address(),
             token: None,
+            tokens: Vec::new(),
+            tokens_file: None,
+            require_token_for_reads: false,
+            tls: None,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! nothing here does I/O beyond parsing the text it is given.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod breaker;
 pub mod check;
 pub mod config;
@@ -13,12 +14,14 @@ pub mod limits;
 pub mod mirror;
 pub mod notify;
 pub mod rolling;
+pub mod secret;
 pub mod store;
 mod time;
 mod validate;
 pub mod webhook;
 mod weight;
 
+pub use access::{parse_tokens, token_problems, AdminToken, Role};
 pub use breaker::{
     BreakerMode, FailureClass, FallbackSpec, Limits, PolicySpec, StaleSpec, StaticResponse,
     DEFAULT_POLICY,
@@ -35,6 +38,7 @@ pub use flags::{release_plan_name, ReleasePlan, RollbackMode, VariantLabels};
 pub use limits::ProxyLimits;
 pub use mirror::{CompareSpec, MirrorSpec};
 pub use notify::{NotificationKind, NotifyEvent};
+pub use secret::{Secret, SecretSource};
 pub use store::{EtcdAuth, EtcdLocation, EtcdTls, PasswordSource, StoreLocation};
 pub use time::Timestamp;
 pub use validate::{check_endpoint, Cohort, ConfigError, FieldError, OnDeadline, Step};

@@ -147,13 +147,11 @@ impl Config {
     /// Every semantic error of the tree, in document order.
     pub fn validate(&self) -> Vec<FieldError> {
         let mut errors = Errors::default();
-        if let Some(token) = &self.admin.token {
-            if token.trim().is_empty() {
-                errors.push(
-                    "admin.token",
-                    "an empty token protects nothing; remove the field or set a value",
-                );
-            }
+        if let Some(problem) = self.admin.token.as_ref().and_then(crate::Secret::problem) {
+            errors.push("admin.token", problem);
+        }
+        for (path, message) in crate::token_problems(&self.admin.tokens, "admin.tokens") {
+            errors.push(path, message);
         }
         if let Err(why) = crate::StoreLocation::parse(&self.store) {
             errors.push("store", why);

@@ -46,4 +46,5 @@ pub use metrics::{ErrorKind, Metrics};
 pub use mirror::X_SLUICE_MIRROR;
 pub use server::Proxy;
 pub use table::{RouteTable, ServiceRouting, Slot, TenantCohort};
-pub use tls::{tls_acceptor, TlsError};
+pub use tls::{tls_acceptor, ServerCert, TlsError};
+pub use tokio_rustls::TlsAcceptor;

@@ -214,7 +214,7 @@ pub struct Remote {
         default_value = "http://127.0.0.1:9090"
     )]
     pub admin: String,
-    /// Bearer token for mutating calls.
+    /// Bearer token (any role for reads; operator or admin for changes).
     #[arg(
         long,
         global = true,
@@ -222,6 +222,10 @@ pub struct Remote {
         hide_env_values = true
     )]
     pub token: Option<String>,
+    /// PEM certificate(s) trusted for an https:// admin API (instead of the
+    /// public web roots), e.g. the admin listener's own self-signed certificate.
+    #[arg(long, global = true, env = "SLUICE_ADMIN_CA")]
+    pub admin_ca: Option<std::path::PathBuf>,
     /// Output format.
     #[arg(short, long, global = true, value_enum, default_value_t = Output::Table)]
     pub output: Output,

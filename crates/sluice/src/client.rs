@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use serde::de::DeserializeOwned;
@@ -23,19 +24,31 @@ use crate::watch::{self, WatchArgs};
 pub struct AdminClient {
     base: String,
     token: Option<String>,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl AdminClient {
     pub fn new(remote: &Remote) -> anyhow::Result<AdminClient> {
         let base = remote.admin.trim_end_matches('/').to_string();
-        if !base.starts_with("http://") {
-            bail!("--admin {base:?}: the admin API is reached over http://host:port");
+        if !base.starts_with("http://") && !base.starts_with("https://") {
+            bail!("--admin {base:?}: the admin API is reached over http://host:port or https://host:port");
         }
+        let connector = match &remote.admin_ca {
+            Some(ca) => hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(trusting(ca)?)
+                .https_or_http()
+                .enable_http1()
+                .build(),
+            None => hyper_rustls::HttpsConnectorBuilder::new()
+                .with_webpki_roots()
+                .https_or_http()
+                .enable_http1()
+                .build(),
+        };
         Ok(AdminClient {
             base,
             token: remote.token.clone(),
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            client: Client::builder(TokioExecutor::new()).build(connector),
         })
     }
 
@@ -130,6 +143,29 @@ impl AdminClient {
     pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         self.call(http::Method::DELETE, path, None).await
     }
+}
+
+/// A TLS client configuration trusting only the certificates in `ca` (`--admin-ca`).
+fn trusting(ca: &std::path::Path) -> anyhow::Result<tokio_rustls::rustls::ClientConfig> {
+    use rustls_pki_types::pem::PemObject;
+    use tokio_rustls::rustls;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_file_iter(ca)
+        .with_context(|| format!("--admin-ca: cannot read {}", ca.display()))?
+    {
+        let cert = cert.with_context(|| format!("--admin-ca: {} is not PEM", ca.display()))?;
+        roots.add(cert).with_context(|| {
+            format!("--admin-ca: a certificate of {} is unusable", ca.display())
+        })?;
+    }
+    if roots.is_empty() {
+        bail!("--admin-ca: no certificate in {}", ca.display());
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 /// Percent-encodes what is not safe in one path segment.

@@ -3,20 +3,23 @@
 //! `service`, `rollout_id`, `weight`, `checks`), a timeout per attempt and
 //! retries with backoff on transport errors and 5xx. The answer is a 2xx
 //! (yes) or anything else (no, with the status and the start of the body,
-//! which goes into the decision's reason).
+//! which goes into the decision's reason). Each attempt (connect, answer,
+//! body) ends within the hook's `timeout`; redirects are not followed.
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, Limited};
 use serde_json::{json, Value};
 use sluice_model::{HookType, WebhookSpec};
 use sluice_rollout::ServiceState;
 
-use crate::notify::sender::{backoff, client, HttpClient};
+use crate::notify::sender::{backoff, client, redirect_target, HttpClient};
 
 /// The longest part of an answer's body kept in a reason.
 const ANSWER_CHARS: usize = 200;
+/// The most of an answer's body read.
+const MAX_ANSWER_BYTES: usize = 16 * 1024;
 
 /// Calls webhooks; one per controller, shared by the services.
 pub struct Hooks {
@@ -98,6 +101,9 @@ impl Hooks {
         Err(last)
     }
 
+    /// One attempt: connecting, the answer's head and (the start of) its
+    /// body all within `timeout`. A redirect is not followed: it is an
+    /// answer like any other 3xx, a "no" that names where it pointed.
     async fn post(
         &self,
         url: &str,
@@ -108,28 +114,42 @@ impl Hooks {
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(Full::new(body))
             .map_err(|e| format!("bad URL {url:?}: {e}"))?;
-        let response = tokio::time::timeout(timeout, self.client.request(request))
-            .await
-            .map_err(|_| {
-                format!(
-                    "no answer within {}",
-                    sluice_model::duration::format(timeout)
-                )
-            })?
-            .map_err(|e| format!("unreachable: {e}"))?;
-        let status = response.status().as_u16();
-        let body = tokio::time::timeout(timeout, response.into_body().collect())
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
+        let exchange = async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| format!("unreachable: {e}"))?;
+            let status = response.status();
+            let location = redirect_target(&response);
+            let body = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            Ok::<_, String>((status, location, body))
+        };
+        let (status, location, body) =
+            tokio::time::timeout(timeout, exchange)
+                .await
+                .map_err(|_| {
+                    format!(
+                        "no answer within {}",
+                        sluice_model::duration::format(timeout)
+                    )
+                })??;
+        if let Some(location) = location {
+            return Ok((
+                status.as_u16(),
+                format!("a redirect to {location:?}, not followed (sluice follows no redirects: give the final URL)"),
+            ));
+        }
         let answer: String = String::from_utf8_lossy(&body)
             .trim()
             .chars()
             .take(ANSWER_CHARS)
             .collect();
-        Ok((status, answer))
+        Ok((status.as_u16(), answer))
     }
 }
 
@@ -158,3 +178,7 @@ pub fn payload(hook: &WebhookSpec, state: &ServiceState) -> Value {
         "checks": checks,
     })
 }
+
+#[cfg(test)]
+#[path = "hooks_tests.rs"]
+mod tests;

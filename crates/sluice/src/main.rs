@@ -21,6 +21,7 @@ mod logging;
 mod notify;
 mod output;
 mod providers;
+mod secrets;
 mod server;
 mod simulate_cmd;
 mod status;

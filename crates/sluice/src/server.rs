@@ -27,16 +27,16 @@ use crate::flags::{FlagError, FlagServer};
 /// How long in-flight requests may take to finish at shutdown.
 const DRAIN: Duration = Duration::from_secs(10);
 
-/// Reads, parses and validates a config file; `SLUICE_ADMIN_TOKEN` overrides `admin.token`.
+/// How often TLS certificate and key files are looked at for a change.
+const CERT_POLL: Duration = Duration::from_secs(2);
+
+/// Reads, parses and validates a config file, then reads its secrets and
+/// admin tokens from where they are named (`crate::secrets`).
 pub fn load_config(path: &Path) -> anyhow::Result<Config> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut config = Config::from_yaml(&text)?;
-    if let Ok(token) = std::env::var("SLUICE_ADMIN_TOKEN") {
-        if !token.is_empty() {
-            config.admin.token = Some(token);
-        }
-    }
+    crate::secrets::prepare(&mut config).map_err(ConfigError::Invalid)?;
     Ok(config)
 }
 
@@ -51,6 +51,8 @@ pub struct ReloadCounters {
 pub struct Running {
     pub proxy_addrs: Vec<SocketAddr>,
     pub admin_addr: SocketAddr,
+    /// `https` when the admin API serves TLS.
+    pub admin_scheme: &'static str,
     pub controller: Arc<Controller>,
     pub metrics: Arc<Metrics>,
     pub reloads: Arc<ReloadCounters>,
@@ -67,10 +69,11 @@ pub async fn start(
     flag_files: &[PathBuf],
 ) -> anyhow::Result<Running> {
     let admin_address = config.admin.address;
-    if !admin_address.ip().is_loopback() && config.admin.token.is_none() {
+    let access = Arc::new(admin::Access::new(&config.admin));
+    if !admin_address.ip().is_loopback() && !access.protected() {
         bail!(
             "refusing to serve the admin API on {admin_address} without a token: anyone who reaches it could \
-             move production traffic. Set SLUICE_ADMIN_TOKEN (or admin.token), or bind it to 127.0.0.1"
+             move production traffic. Set SLUICE_ADMIN_TOKEN (or admin.tokens), or bind it to 127.0.0.1"
         );
     }
     let location =
@@ -149,7 +152,8 @@ pub async fn start(
         proxy_addrs.push(socket.local_addr()?);
         let tls = match &listener.tls {
             Some(tls) => Some(
-                sluice_proxy::tls_acceptor(tls).with_context(|| format!("listeners[{i}].tls"))?,
+                watched_cert(tls, &shutdown, &mut tasks)
+                    .with_context(|| format!("listeners[{i}].tls"))?,
             ),
             None => None,
         };
@@ -196,7 +200,7 @@ pub async fn start(
     let router = admin::router(admin::AdminState {
         controller: controller.clone(),
         ready: ready.clone(),
-        token: config.admin.token.clone().map(Arc::from),
+        access,
         config_source: source,
         reloads: reloads.clone(),
         flags: flags.clone(),
@@ -209,12 +213,24 @@ pub async fn start(
             .watch(config.flags.watch_interval, shutdown.subscribe()),
     ));
     let stop = wait_for(shutdown.subscribe());
+    let admin_tls = match &config.admin.tls {
+        Some(tls) => Some(watched_cert(tls, &shutdown, &mut tasks).context("admin.tls")?),
+        None => None,
+    };
+    let admin_scheme = if admin_tls.is_some() { "https" } else { "http" };
     tasks.push(tokio::spawn(async move {
-        if let Err(e) = axum::serve(admin_socket, router)
-            .with_graceful_shutdown(stop)
-            .await
-        {
-            tracing::error!("admin API stopped: {e}");
+        match admin_tls {
+            Some(acceptor) => {
+                admin::listener::serve_tls(admin_socket, router, acceptor, stop).await
+            }
+            None => {
+                if let Err(e) = axum::serve(admin_socket, router)
+                    .with_graceful_shutdown(stop)
+                    .await
+                {
+                    tracing::error!("admin API stopped: {e}");
+                }
+            }
         }
     }));
     if cluster.is_none() {
@@ -225,6 +241,7 @@ pub async fn start(
         flags,
         proxy_addrs,
         admin_addr,
+        admin_scheme,
         controller,
         metrics,
         reloads,
@@ -282,6 +299,21 @@ async fn announce_breakers(
             Err(RecvError::Closed) => return,
         }
     }
+}
+
+/// A TLS acceptor whose certificate is re-read when its files change
+/// (looked at every `CERT_POLL` until shutdown).
+fn watched_cert(
+    files: &sluice_model::TlsConfig,
+    shutdown: &watch::Sender<bool>,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> anyhow::Result<sluice_proxy::TlsAcceptor> {
+    let cert = sluice_proxy::ServerCert::load(files)?;
+    let acceptor = cert.acceptor()?;
+    tasks.push(tokio::spawn(
+        cert.watch(CERT_POLL, wait_for(shutdown.subscribe())),
+    ));
+    Ok(acceptor)
 }
 
 async fn wait_for(mut shutdown: watch::Receiver<bool>) {
@@ -373,11 +405,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("{} is not a valid config", path.display()))?,
         None => {
             let mut config = Config::from_yaml("{}")?;
-            if let Ok(token) = std::env::var("SLUICE_ADMIN_TOKEN") {
-                if !token.is_empty() {
-                    config.admin.token = Some(token);
-                }
-            }
+            crate::secrets::prepare(&mut config).map_err(ConfigError::Invalid)?;
             config
         }
     };
@@ -405,8 +433,8 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
         announce(&format!("sluice: proxy listening on http://{addr}"));
     }
     announce(&format!(
-        "sluice: admin API on http://{0} (metrics: http://{0}/metrics)",
-        running.admin_addr
+        "sluice: admin API on {1}://{0} (metrics: {1}://{0}/metrics)",
+        running.admin_addr, running.admin_scheme
     ));
     loop {
         tokio::select! {

@@ -222,6 +222,18 @@ async fn two_server_errors_then_success_take_exactly_three_attempts() {
 }
 
 #[tokio::test]
+async fn a_redirect_is_neither_followed_nor_retried() {
+    let hook = Hook::start(vec![307, 307, 307], false).await;
+    let mut target = hook.target("moved", NotificationKind::Webhook);
+    target.retries = 2;
+    let notifier = Notifier::new(&[target], &|_| None);
+    notifier.notify(Notice::Decision(rolled_back()));
+    let counts = wait_for(&notifier, "moved", |c| c.failed == 1).await;
+    assert_eq!((counts.sent, counts.dropped), (0, 0));
+    assert_eq!(hook.received().len(), 1);
+}
+
+#[tokio::test]
 async fn a_target_that_never_answers_is_given_up_on_and_never_blocks() {
     let hook = Hook::start(Vec::new(), true).await;
     let mut target = hook.target("silent", NotificationKind::Slack);

@@ -277,3 +277,33 @@ async fn a_server_that_never_answers_times_out() {
         "took {elapsed:?} for a {timeout:?} timeout"
     );
 }
+
+#[tokio::test]
+async fn a_redirect_loop_is_not_followed() {
+    // Every query is sent back to itself.
+    let seen = Arc::new(Mutex::new(0u32));
+    let count = seen.clone();
+    let addr = serve(move |request| {
+        *count.lock().unwrap() += 1;
+        Response::builder()
+            .status(302)
+            .header("location", request.uri().to_string())
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    })
+    .await;
+    let prom = provider(&format!("http://{addr}"), Duration::from_secs(5));
+    let error = tokio::time::timeout(Duration::from_secs(30), prom.query("up"))
+        .await
+        .expect("the query did not end on its own")
+        .unwrap_err();
+    assert!(
+        matches!(error, ProviderError::Http { status: 302, .. }),
+        "{error:?}"
+    );
+    assert_eq!(
+        *seen.lock().unwrap(),
+        1,
+        "one request, no redirect followed"
+    );
+}

@@ -26,13 +26,17 @@ pub fn reads() -> Router<AdminState> {
         .route("/api/v1/breakers/{id}", get(one))
 }
 
-/// Routes that change what breakers do (behind the token).
-pub fn writes() -> Router<AdminState> {
+/// Routes that replace a breaker policy (the `admin` role).
+pub fn policy_writes() -> Router<AdminState> {
+    Router::new().route(
+        "/api/v1/breakers/policies/{id}",
+        axum::routing::put(put_policy),
+    )
+}
+
+/// Routes that trip, reset or switch breakers (the `operator` role).
+pub fn operations() -> Router<AdminState> {
     Router::new()
-        .route(
-            "/api/v1/breakers/policies/{id}",
-            axum::routing::put(put_policy),
-        )
         .route(
             "/api/v1/breakers/policies/{id}/{switch}",
             post(switch_policy),

@@ -10,13 +10,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sluice_flags::FlagSpec;
 
-use super::{problem, AdminState, Problem};
+use super::{problem, AdminState, Caller, Problem};
 use crate::flags::{FlagError, FlagServer};
 
 pub fn reads() -> Router<AdminState> {
@@ -113,31 +113,43 @@ async fn one(
     Ok(Json(json!({"flag": summary, "definition": definition})).into_response())
 }
 
-/// Who made a change: the API, and the operator's name when the CLI sends it.
-fn actor(headers: &HeaderMap) -> String {
-    match headers.get("x-sluice-actor").and_then(|v| v.to_str().ok()) {
-        Some(name) if !name.is_empty() && name.len() <= 64 => format!("api ({name})"),
-        _ => "api".to_string(),
+/// Who made a change, as the audit log keeps it: the API, the name of the
+/// token used (never the token), and the user the CLI says runs it.
+fn actor(caller: &Caller, headers: &HeaderMap) -> String {
+    let user = headers
+        .get("x-sluice-actor")
+        .and_then(|v| v.to_str().ok())
+        .filter(|name| !name.is_empty() && name.len() <= 64);
+    match (caller.name(), user) {
+        (Some(token), Some(user)) => format!("api (token {token}, user {user})"),
+        (Some(token), None) => format!("api (token {token})"),
+        (None, Some(user)) => format!("api ({user})"),
+        (None, None) => "api".to_string(),
     }
 }
 
 async fn put(
     State(state): State<AdminState>,
     Path(key): Path<String>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Problem> {
     let flag: FlagSpec = problem::parse_json(&body)?;
-    let event = state.flags.put(&key, flag, &actor(&headers)).await?;
+    let event = state
+        .flags
+        .put(&key, flag, &actor(&caller, &headers))
+        .await?;
     Ok(Json(event).into_response())
 }
 
 async fn delete(
     State(state): State<AdminState>,
     Path(key): Path<String>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    let event = state.flags.delete(&key, &actor(&headers)).await?;
+    let event = state.flags.delete(&key, &actor(&caller, &headers)).await?;
     Ok(Json(event).into_response())
 }
 
@@ -150,10 +162,11 @@ struct PercentageBody {
 async fn action(
     State(state): State<AdminState>,
     Path((key, action)): Path<(String, String)>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Problem> {
-    let who = actor(&headers);
+    let who = actor(&caller, &headers);
     let event = match action.as_str() {
         "kill" => state.flags.kill(&key, true, &who).await?,
         "revive" => state.flags.kill(&key, false, &who).await?,

@@ -1,10 +1,12 @@
 //! The admin API (axum) on its own listener: JSON for rollouts and their
-//! decisions, the operator's actions (behind a bearer token when one is
-//! set), `/metrics`, `/healthz`, `/readyz`, and the web dashboard at `/ui/`.
-//! Errors are RFC 9457 `application/problem+json`.
+//! decisions, the operator's actions (behind named tokens with roles when
+//! any is set, see `access`), `/metrics`, `/healthz`, `/readyz`, and the web
+//! dashboard at `/ui/`. Errors are RFC 9457 `application/problem+json`.
 
+pub mod access;
 mod breakers;
 mod flags;
+pub mod listener;
 mod metrics;
 mod problem;
 mod rejections;
@@ -23,8 +25,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 use serde::Deserialize;
+use sluice_model::Role;
 use sluice_rollout::Event;
 
+pub use access::{Access, Caller};
 pub use problem::Problem;
 
 use crate::controller::{ControlError, Controller, Request as ControlRequest};
@@ -39,8 +43,8 @@ const STATUS_DECISIONS: usize = 50;
 pub struct AdminState {
     pub controller: Arc<Controller>,
     pub ready: Arc<AtomicBool>,
-    /// Required as `Authorization: Bearer …` on mutating calls when set.
-    pub token: Option<Arc<str>>,
+    /// The admin tokens and their roles (none: everything is open).
+    pub access: Arc<Access>,
     /// The config file a reload re-reads (None: reload unsupported, e.g. the demo).
     pub config_source: Option<PathBuf>,
     pub reloads: Arc<ReloadCounters>,
@@ -52,19 +56,8 @@ pub struct AdminState {
 
 pub fn router(state: AdminState) -> Router {
     let series = series::Series::start(&state.controller);
-    let mutating = Router::new()
-        .route("/api/v1/rollouts/{service}/start", post(start))
-        .route("/api/v1/rollouts/{service}/{action}", post(action))
-        .route("/api/v1/config/reload", post(reload))
-        .merge(breakers::writes())
-        .merge(flags::writes())
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
-        .route_layer(middleware::from_fn(same_origin));
-    Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/readinessz", get(readyz))
-        .route("/metrics", get(metrics::render))
+    let needs = |role: Role| middleware::from_fn_with_state((state.clone(), role), access::require);
+    let reads = Router::new()
         .route("/api/v1/rollouts", get(list))
         .route("/api/v1/rollouts/{service}", get(status))
         .route("/api/v1/rollouts/{service}/history", get(history))
@@ -73,10 +66,30 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/cluster", get(cluster))
         .merge(breakers::reads())
         .merge(flags::reads())
-        .merge(crate::flags::ofrep::routes())
         .merge(series::routes(series))
+        .route_layer(needs(Role::Viewer));
+    let operations = Router::new()
+        .route("/api/v1/rollouts/{service}/start", post(start))
+        .route("/api/v1/rollouts/{service}/{action}", post(action))
+        .merge(breakers::operations())
+        .merge(flags::writes())
+        .route_layer(needs(Role::Operator))
+        .route_layer(middleware::from_fn(same_origin));
+    let configuration = Router::new()
+        .route("/api/v1/config/reload", post(reload))
+        .merge(breakers::policy_writes())
+        .route_layer(needs(Role::Admin))
+        .route_layer(middleware::from_fn(same_origin));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/readinessz", get(readyz))
+        .route("/metrics", get(metrics::render))
+        .merge(crate::flags::ofrep::routes())
         .merge(ui::routes())
-        .merge(mutating)
+        .merge(reads)
+        .merge(operations)
+        .merge(configuration)
         .fallback(|method: Method, uri: axum::http::Uri| async move {
             Problem::new(
                 StatusCode::NOT_FOUND,
@@ -115,29 +128,6 @@ async fn cluster(State(state): State<AdminState>) -> Response {
     }
 }
 
-async fn require_token(
-    State(state): State<AdminState>,
-    headers: HeaderMap,
-    request: Request,
-    next: Next,
-) -> Response {
-    if let Some(token) = &state.token {
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
-            return Problem::new(
-                StatusCode::UNAUTHORIZED,
-                "this call changes traffic and needs `Authorization: Bearer <token>` (SLUICE_ADMIN_TOKEN)",
-            )
-            .into_response();
-        }
-    }
-    next.run(request).await
-}
-
 /// Refuses a change sent by a browser from another site (a form or script
 /// on any page the operator visits can POST to a loopback admin address, and
 /// without a token nothing else would stop it). Browsers name the sender in
@@ -163,10 +153,6 @@ async fn same_origin(headers: HeaderMap, request: Request, next: Next) -> Respon
         .into_response();
     }
     next.run(request).await
-}
-
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn list(State(state): State<AdminState>) -> Json<Vec<ServiceStatus>> {
@@ -240,12 +226,9 @@ async fn revisions(
     Ok(Json(current.revisions).into_response())
 }
 
+/// The config in force; secrets print as `<redacted>`.
 async fn config(State(state): State<AdminState>) -> Response {
-    let mut config = (*state.controller.config()).clone();
-    if config.admin.token.is_some() {
-        config.admin.token = Some("<redacted>".to_string());
-    }
-    Json(config).into_response()
+    Json(&*state.controller.config()).into_response()
 }
 
 #[derive(Deserialize, Default)]

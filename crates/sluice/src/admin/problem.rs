@@ -33,6 +33,11 @@ impl Problem {
         }
     }
 
+    /// The HTTP status it is answered with.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
     /// The same problem with field errors listed.
     pub fn with_errors(mut self, errors: Vec<FieldError>) -> Problem {
         self.errors = errors;

@@ -30,7 +30,13 @@ services:
 "#;
 
 pub(super) async fn admin(token: Option<&str>, ready: bool) -> Router {
-    let config = Config::from_yaml(CONFIG).unwrap();
+    let mut config = Config::from_yaml(CONFIG).unwrap();
+    config.admin.token = token.map(|t| sluice_model::Secret::Value(t.to_string()));
+    admin_with(config, ready).await
+}
+
+async fn admin_with(config: Config, ready: bool) -> Router {
+    let access = Arc::new(super::Access::new(&config.admin));
     let metrics = Metrics::new();
     let proxy = Proxy::new(
         &config.proxy,
@@ -47,7 +53,7 @@ pub(super) async fn admin(token: Option<&str>, ready: bool) -> Router {
         flags,
         controller,
         ready: Arc::new(AtomicBool::new(ready)),
-        token: token.map(Arc::from),
+        access,
         config_source: None,
         reloads: Arc::new(ReloadCounters::default()),
     })
@@ -305,18 +311,143 @@ async fn the_session_says_whether_a_token_is_needed_and_given() {
     let open = admin(None, true).await;
     assert_eq!(
         session(open, None).await,
-        serde_json::json!({"token_required": false, "authorized": true})
+        serde_json::json!({"token_required": false, "authorized": true, "name": null,
+            "role": "admin", "can_act": true, "can_configure": true})
     );
     let guarded = admin(Some("t0ken"), true).await;
     assert_eq!(
         session(guarded.clone(), None).await,
-        serde_json::json!({"token_required": true, "authorized": false})
+        serde_json::json!({"token_required": true, "authorized": false, "name": null,
+            "role": null, "can_act": false, "can_configure": false})
     );
     assert_eq!(
         session(guarded.clone(), Some("wrong")).await["authorized"],
         false
     );
-    assert_eq!(session(guarded, Some("t0ken")).await["authorized"], true);
+    let signed = session(guarded, Some("t0ken")).await;
+    assert_eq!(signed["authorized"], true);
+    assert_eq!(signed["name"], "admin");
+    assert_eq!(signed["role"], "admin");
+}
+
+/// A config with one token per role and reads protected.
+fn with_roles() -> Config {
+    let mut config = Config::from_yaml(CONFIG).unwrap();
+    config.admin.require_token_for_reads = true;
+    config.admin.tokens = [
+        ("watcher", sluice_model::Role::Viewer, "viewer-token"),
+        ("ci", sluice_model::Role::Operator, "operator-token"),
+        ("lead", sluice_model::Role::Admin, "admin-token"),
+    ]
+    .into_iter()
+    .map(|(name, role, token)| sluice_model::AdminToken {
+        name: name.into(),
+        role,
+        token: sluice_model::Secret::Value(token.into()),
+    })
+    .collect();
+    config
+}
+
+#[tokio::test]
+async fn each_route_needs_the_least_role_that_may_call_it() {
+    let app = admin_with(with_roles(), true).await;
+    for open in ["/healthz", "/readyz", "/metrics", "/ui/", "/api/v1/session"] {
+        let (status, _, _) = call(&app, "GET", open, None, "").await;
+        assert_eq!(status, StatusCode::OK, "{open} stays open");
+    }
+    let (status, content_type, _) = call(&app, "GET", "/api/v1/rollouts", None, "").await;
+    assert_eq!(
+        (status, content_type.as_str()),
+        (StatusCode::UNAUTHORIZED, "application/problem+json")
+    );
+    let (status, _, _) = call(&app, "GET", "/api/v1/rollouts", Some("viewer-token"), "").await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (status, _, body) = call(
+        &app,
+        "POST",
+        "/api/v1/rollouts/web/pause",
+        Some("viewer-token"),
+        "",
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains("the role viewer"), "{body}");
+    assert!(body.contains("needs the role operator"), "{body}");
+    assert!(!body.contains("viewer-token"), "{body}");
+    let (status, _, body) = call(
+        &app,
+        "POST",
+        "/api/v1/rollouts/web/pause",
+        Some("operator-token"),
+        "",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let policy = r#"{"mode":"on"}"#;
+    let (status, _, body) = call(
+        &app,
+        "PUT",
+        "/api/v1/breakers/policies/default",
+        Some("operator-token"),
+        policy,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains("needs the role admin"), "{body}");
+    let (status, _, body) = call(
+        &app,
+        "POST",
+        "/api/v1/config/reload",
+        Some("operator-token"),
+        "",
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    // The admin role passes the gate (this test server has no config file to re-read).
+    let (status, _, body) = call(
+        &app,
+        "POST",
+        "/api/v1/config/reload",
+        Some("admin-token"),
+        "",
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (status, _, _) = call(&app, "POST", "/api/v1/config/reload", Some("nope"), "").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_flag_change_records_the_token_name_never_the_token() {
+    let app = admin_with(with_roles(), true).await;
+    let flag = r#"{"state":"ENABLED","variants":{"on":true,"off":false},"defaultVariant":"on"}"#;
+    let (status, _, body) = call(
+        &app,
+        "PUT",
+        "/api/v1/flags/checkout",
+        Some("operator-token"),
+        flag,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, _, changes) = call(
+        &app,
+        "GET",
+        "/api/v1/flags/changes",
+        Some("viewer-token"),
+        "",
+    )
+    .await;
+    assert!(changes.contains("api (token ci)"), "{changes}");
+    assert!(!changes.contains("operator-token"), "{changes}");
+    let (_, _, config) = call(&app, "GET", "/api/v1/config", Some("viewer-token"), "").await;
+    assert!(config.contains("\"name\":\"watcher\""), "{config}");
+    for token in ["viewer-token", "operator-token", "admin-token"] {
+        assert!(!config.contains(token), "{config}");
+    }
 }
 
 #[tokio::test]

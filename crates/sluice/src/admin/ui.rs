@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
+use sluice_model::Role;
 
 use super::AdminState;
 
@@ -99,26 +100,21 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
-/// `GET /api/v1/session`: whether this server wants a token for actions and
-/// whether the request's `Authorization` carries it. Lets the dashboard
-/// check a token at sign-in and show a read-only view honestly, without
-/// trying an action.
+/// `GET /api/v1/session`: whether this server wants a token, whether the
+/// request's `Authorization` carries a known one, its name and role, and
+/// whether that role may act on traffic (`operator` and above). Lets the
+/// dashboard check a token at sign-in and show a read-only view honestly,
+/// without trying an action.
 async fn session(State(state): State<AdminState>, headers: HeaderMap) -> Response {
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let (token_required, authorized) = match (&state.token, given) {
-        (None, _) => (false, true),
-        (Some(token), Some(given)) => (
-            true,
-            super::constant_time_eq(given.as_bytes(), token.as_bytes()),
-        ),
-        (Some(_), None) => (true, false),
-    };
+    let caller = state.access.identify(&headers);
+    let role = caller.role();
     let mut response = Json(json!({
-        "token_required": token_required,
-        "authorized": authorized,
+        "token_required": state.access.protected(),
+        "authorized": role.is_some(),
+        "name": caller.name(),
+        "role": role.map(Role::as_str),
+        "can_act": role.is_some_and(|role| role >= Role::Operator),
+        "can_configure": role == Some(Role::Admin),
     }))
     .into_response();
     response

@@ -1,7 +1,7 @@
 //! OFREP (OpenFeature Remote Evaluation Protocol) over HTTP: single-flag
 //! and bulk evaluation with the protocol's request and response shapes,
-//! error codes and statuses, an ETag on bulk answers, and auth by the admin
-//! token or a read token (`Authorization: Bearer` or `X-API-Key`).
+//! error codes and statuses, an ETag on bulk answers, and auth by an admin
+//! token (any role) or a read token (`Authorization: Bearer` or `X-API-Key`).
 
 use std::hash::{Hash, Hasher};
 
@@ -25,7 +25,7 @@ pub fn routes() -> Router<AdminState> {
 /// Whether the caller may evaluate: open when no token is configured.
 fn authorized(state: &AdminState, headers: &HeaderMap) -> bool {
     let read_tokens = state.flags.read_tokens();
-    if state.token.is_none() && read_tokens.is_empty() {
+    if !state.access.protected() && read_tokens.is_empty() {
         return true;
     }
     let given = headers
@@ -34,12 +34,11 @@ fn authorized(state: &AdminState, headers: &HeaderMap) -> bool {
         .and_then(|v| v.strip_prefix("Bearer "))
         .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()));
     let Some(given) = given else { return false };
-    state
-        .token
-        .iter()
-        .map(|t| t.as_ref())
-        .chain(read_tokens.iter().map(String::as_str))
-        .any(|token| crate::admin::constant_time_eq(given.as_bytes(), token.as_bytes()))
+    // Every read token is compared (no early exit), and the admin tokens too.
+    let read = read_tokens.iter().fold(false, |found, token| {
+        crate::admin::access::constant_time_eq(given.as_bytes(), token.as_bytes()) | found
+    });
+    state.access.knows(given) | read
 }
 
 fn now_unix_seconds() -> i64 {

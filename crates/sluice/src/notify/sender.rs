@@ -1,6 +1,6 @@
 //! One target's sending task: takes notices off its queue one at a time and
-//! POSTs each, with a timeout per attempt and exponential backoff between
-//! attempts. Outcomes are logged and counted, never returned to a caller.
+//! POSTs each, with a timeout per attempt (connect, answer and body) and
+//! exponential backoff between attempts; redirects are not followed. Outcomes are logged and counted, never returned to a caller.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -95,8 +95,14 @@ impl Task {
             }
             let outcome = tokio::time::timeout(self.timeout, self.post(url, body.clone())).await;
             let retry = match outcome {
-                Ok(Ok(status)) if status.is_success() => return Ok(attempt),
-                Ok(Ok(status)) => {
+                Ok(Ok((status, _))) if status.is_success() => return Ok(attempt),
+                Ok(Ok((status, Some(location)))) => {
+                    last = format!(
+                        "HTTP {status}, a redirect to {location:?}, not followed (sluice follows no redirects: give the final URL)"
+                    );
+                    false
+                }
+                Ok(Ok((status, None))) => {
                     last = format!("HTTP {status} (attempt {attempt} of {attempts})");
                     status.is_server_error()
                         || status == StatusCode::TOO_MANY_REQUESTS
@@ -121,8 +127,9 @@ impl Task {
         Err(last)
     }
 
-    /// One attempt: the response status once its body is read.
-    async fn post(&self, url: &str, body: Bytes) -> Result<StatusCode, String> {
+    /// One attempt: the response status once its body is read, and where
+    /// it points if it is a redirect (never followed).
+    async fn post(&self, url: &str, body: Bytes) -> Result<(StatusCode, Option<String>), String> {
         let request = Request::builder()
             .method(Method::POST)
             .uri(url)
@@ -136,12 +143,26 @@ impl Task {
             .await
             .map_err(|e| describe_client_error(&e))?;
         let status = response.status();
+        let location = redirect_target(&response);
         // Read (a bounded part of) the body so the connection can be reused.
         let _ = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
             .collect()
             .await;
-        Ok(status)
+        Ok((status, location))
     }
+}
+
+/// Where a 3xx answer points, if it is one (outbound calls follow no redirects).
+pub(crate) fn redirect_target<B>(response: &http::Response<B>) -> Option<String> {
+    if !response.status().is_redirection() {
+        return None;
+    }
+    let location = response
+        .headers()
+        .get(header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("(no Location)");
+    Some(location.chars().take(200).collect())
 }
 
 /// The wait before retry `n` (from 1): 200ms, 400ms, 800ms, … up to 30s.

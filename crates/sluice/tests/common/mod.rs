@@ -207,7 +207,10 @@ impl Sluice {
             if let Some(rest) = line.strip_prefix("sluice: proxy listening on http://") {
                 proxy = Some(rest.trim().parse().unwrap());
             }
-            if let Some(rest) = line.strip_prefix("sluice: admin API on http://") {
+            let admin_line = line
+                .strip_prefix("sluice: admin API on http://")
+                .or_else(|| line.strip_prefix("sluice: admin API on https://"));
+            if let Some(rest) = admin_line {
                 admin = Some(rest.split_whitespace().next().unwrap().parse().unwrap());
             }
         }

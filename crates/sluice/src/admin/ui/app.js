@@ -114,7 +114,8 @@
     return json;
   }
 
-  const canAct = () => Boolean(app.session && app.session.authorized);
+  // A viewer token signs in but stays read-only (the session says what the role may do).
+  const canAct = () => Boolean(app.session && app.session.authorized && app.session.can_act !== false);
 
   function showError(message) {
     $("error-text").textContent = message;
@@ -138,6 +139,8 @@
     } catch (error) {
       if (error.status === 401) {
         showError(`${label} was refused: this action needs the admin token. Sign in with it above. (${error.message})`);
+      } else if (error.status === 403) {
+        showError(`${label} was refused: ${error.message}`);
       } else {
         showError(`${label} failed: ${error.message}`);
       }
@@ -190,9 +193,14 @@
     } else if (!session.token_required) {
       mode.className = "banner open";
       mode.textContent = "This sluice has no admin token: anyone who can open this page can act. Set SLUICE_ADMIN_TOKEN to require one.";
+    } else if (session.authorized && session.can_act === false) {
+      mode.className = "banner readonly";
+      mode.textContent = `Signed in as ${session.name} (role ${session.role}): read-only; actions need the operator role.`;
     } else if (session.authorized) {
       mode.className = "banner signed";
-      mode.textContent = "Signed in: actions are enabled.";
+      mode.textContent = session.name
+        ? `Signed in as ${session.name} (role ${session.role}): actions are enabled.`
+        : "Signed in: actions are enabled.";
     } else {
       mode.className = "banner readonly";
       mode.textContent = "Read-only view: sign in with the admin token to promote, pause, resume, abort, undo or change flags.";
