@@ -65,9 +65,9 @@ pub struct PrometheusProvider {
     /// Longest wait for one query; a slower answer makes the check's run inconclusive.
     #[serde(default = "default_provider_timeout", with = "crate::duration")]
     pub timeout: Duration,
-    /// Sent as `Authorization: Bearer …`.
+    /// Sent as `Authorization: Bearer …`: a string, `{env: NAME}` or `{file: /path}`.
     #[serde(default)]
-    pub bearer_token: Option<String>,
+    pub bearer_token: Option<crate::Secret>,
     /// Name of an environment variable holding the bearer token (wins over `bearer_token`).
     #[serde(default)]
     pub bearer_token_env: Option<String>,

@@ -85,6 +85,12 @@ impl fmt::Debug for Secret {
     }
 }
 
+impl From<&str> for Secret {
+    fn from(value: &str) -> Self {
+        Secret::Value(value.to_string())
+    }
+}
+
 impl From<String> for Secret {
     fn from(value: String) -> Self {
         Secret::Value(value)

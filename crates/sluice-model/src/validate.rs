@@ -159,6 +159,13 @@ impl Config {
         self.proxy.validate(&mut errors.0);
         let has_prometheus = self.providers.prometheus.is_some();
         if let Some(prometheus) = &self.providers.prometheus {
+            if let Some(problem) = prometheus
+                .bearer_token
+                .as_ref()
+                .and_then(crate::Secret::problem)
+            {
+                errors.push("providers.prometheus.bearer_token", problem);
+            }
             if !prometheus.address.starts_with("http://") {
                 errors.push(
                     "providers.prometheus.address",

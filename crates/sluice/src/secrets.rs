@@ -1,5 +1,6 @@
 //! Secrets at config load: reads every secret field written as
-//! `{env: NAME}` or `{file: /path}` (so the file itself can be committed),
+//! `{env: NAME}` or `{file: /path}` (so the file itself can be committed):
+//! `admin.token`, `admin.tokens[].token`, `providers.prometheus.bearer_token`;
 //! and gathers the admin tokens from their sources: `admin.token`,
 //! `admin.tokens`, `admin.tokens_file`, `SLUICE_ADMIN_TOKENS` and
 //! `SLUICE_ADMIN_TOKEN`. Every error names the field and the variable or
@@ -45,6 +46,20 @@ fn prepare_with(
             &mut errors,
         );
     }
+    if let Some(token) = config
+        .providers
+        .prometheus
+        .as_mut()
+        .and_then(|p| p.bearer_token.as_mut())
+    {
+        resolve(
+            token,
+            "providers.prometheus.bearer_token",
+            &env,
+            &mut errors,
+        );
+    }
+    let admin = &mut config.admin;
     let mut more = Vec::new();
     if let Some(path) = &admin.tokens_file {
         match std::fs::read_to_string(path) {
@@ -194,8 +209,9 @@ mod tests {
         let tokens_file = dir.join("tokens");
         std::fs::write(&tokens_file, "# team\nwatcher viewer watch-token\n").unwrap();
         let mut config = config(&format!(
-            "admin:\n  token: {{env: LEGACY}}\n  tokens_file: {}\n  tokens:\n    - {{name: ci, role: operator, token: {{file: {}}}}}\n",
+            "admin:\n  token: {{env: LEGACY}}\n  tokens_file: {}\n  tokens:\n    - {{name: ci, role: operator, token: {{file: {}}}}}\nproviders:\n  prometheus:\n    address: http://127.0.0.1:9090\n    bearer_token: {{file: {}}}\n",
             tokens_file.display(),
+            secret_file.display(),
             secret_file.display()
         ));
         let env = |name: &str| match name {
@@ -205,6 +221,14 @@ mod tests {
         };
         prepare_with(&mut config, env).unwrap();
         let admin = &config.admin;
+        let bearer = config
+            .providers
+            .prometheus
+            .as_ref()
+            .unwrap()
+            .bearer_token
+            .as_ref();
+        assert_eq!(bearer.unwrap().value(), Some("from-a-file"));
         assert_eq!(admin.token.as_ref().unwrap().value(), Some("from-env"));
         let tokens: Vec<_> = admin
             .tokens

@@ -125,7 +125,12 @@ impl Prometheus {
                     )))
                 }
             },
-            (None, token) => token.clone(),
+            (None, None) => None,
+            (None, Some(token)) => Some(token.value().map(str::to_string).ok_or_else(|| {
+                ProviderError::Config(
+                    "bearer_token names a variable or file that was not read (load the config with sluice's loader)".into(),
+                )
+            })?),
         };
         let authorization = match token {
             None => None,
