@@ -37,7 +37,9 @@ UPSTREAM_PORT=$(free_port)
 PROXY_PORT=$(free_port)
 ADMIN_PORT=$(free_port)
 start_nginx_upstreams "v1:$UPSTREAM_PORT"
-cat >"$TMP/sluice.yaml" <<EOF
+# $1: extra lines under `proxy:`.
+write_config() {
+    cat >"$TMP/sluice.yaml" <<EOF
 listeners:
   - address: $HOST:$PROXY_PORT
 admin:
@@ -47,11 +49,20 @@ proxy:
   # hyper applies it to the idle wait between two requests of a keep-alive
   # connection as well: the default 10s would close the connections under test.
   header_read_timeout: $((HOLD_SECONDS + 600))s
+$1
 services:
   - name: web
     versions:
       stable: { endpoints: ["$HOST:$UPSTREAM_PORT"] }
 EOF
+}
+# Room for the held connections plus the normal request, where the build has
+# proxy.limits (its max_connections default, 10000, would shed the latter).
+write_config "  limits: { max_connections: $((IDLE_CONNECTIONS + 100)) }"
+if ! "$SLUICE_BIN" config validate -c "$TMP/sluice.yaml" >/dev/null 2>&1; then
+    write_config ""
+fi
+"$SLUICE_BIN" config validate -c "$TMP/sluice.yaml" >/dev/null || die "the idle-connections config is invalid"
 start_bg "$TMP/sluice.log" "$SLUICE_BIN" run -c "$TMP/sluice.yaml"
 SLUICE_PID=$LAST_PID
 wait_http_ok "$PROXY_PORT" / sluice
@@ -62,7 +73,7 @@ FD_BEFORE=$(fd_count "$SLUICE_PID")
 log "sluice pid $SLUICE_PID: RSS ${RSS_BEFORE} KiB, $FD_BEFORE fds before; opening $IDLE_CONNECTIONS connections"
 
 start_bg "$TMP/idle.jsonl" python3 "$ROOT/scripts/soak_clients.py" idle --port "$PROXY_PORT" \
-    --count "$IDLE_CONNECTIONS" --hold "$HOLD_SECONDS"
+    --count "$IDLE_CONNECTIONS" --hold "$((HOLD_SECONDS + 600))"
 CLIENT_PID=$LAST_PID
 deadline=$((SECONDS + 600))
 until [[ -s "$TMP/idle.jsonl" ]]; do
@@ -82,6 +93,7 @@ log "holding: RSS ${RSS_HELD} KiB, $FD_HELD fds; a normal request meanwhile answ
 sleep "$HOLD_SECONDS"
 RSS_END=$(rss_kib "$SLUICE_PID")
 FD_END=$(fd_count "$SLUICE_PID")
+kill -TERM "$CLIENT_PID"
 wait "$CLIENT_PID" || true
 HELD=$(tail -n1 "$TMP/idle.jsonl")
 CLOSED=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1]).get("closed_by_server", "?"))' "$HELD")
