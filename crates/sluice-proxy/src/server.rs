@@ -42,6 +42,21 @@ pub struct Proxy {
     in_flight: Gate,
 }
 
+/// How long, at shutdown, idle HTTP/1.1 keep-alive connections stay open
+/// (at most the drain time): a client about to reuse one gets its answer with
+/// `Connection: close` instead of a connection closed under its request.
+const IDLE_CLOSE_DELAY: Duration = Duration::from_secs(1);
+
+/// How a connection learns of the shutdown.
+struct Lifecycle {
+    /// Tells the connection to finish gracefully.
+    watcher: Watcher,
+    /// Changes (its sender dropped) when the drain time is over.
+    closed: watch::Receiver<()>,
+    /// Set at shutdown: HTTP/1.1 answers carry `Connection: close`.
+    draining: Arc<AtomicBool>,
+}
+
 /// What a connection's request handler needs: the proxy and the client.
 struct Connection {
     proxy: Arc<Proxy>,
@@ -49,6 +64,8 @@ struct Connection {
     /// A request has arrived: the connection is past `header_read_timeout`'s
     /// first deadline (hyper bounds later heads itself).
     started: AtomicBool,
+    /// Set at shutdown: HTTP/1.1 answers carry `Connection: close`.
+    draining: Arc<AtomicBool>,
 }
 
 // === impl Proxy ===
@@ -103,6 +120,7 @@ impl Proxy {
     ) -> io::Result<()> {
         let builder = Arc::new(self.builder());
         let graceful = GracefulShutdown::new();
+        let draining = Arc::new(AtomicBool::new(false));
         // Dropped after the drain time: closes whatever is still open.
         let (force_close, closed) = watch::channel(());
 
@@ -130,8 +148,11 @@ impl Proxy {
                 stream,
                 peer,
                 tls.clone(),
-                graceful.watcher(),
-                closed.clone(),
+                Lifecycle {
+                    watcher: graceful.watcher(),
+                    closed: closed.clone(),
+                    draining: draining.clone(),
+                },
             );
             tokio::spawn(async move {
                 connection.await;
@@ -141,9 +162,18 @@ impl Proxy {
         }
         drop(listener);
         tracing::debug!(connections = graceful.count(), "draining");
+        let deadline = tokio::time::Instant::now() + drain;
+        // Envoy's way: answers say `Connection: close` for a moment before the
+        // idle connections are closed, so that a keep-alive client never
+        // sends a request on a connection just closed under it.
+        draining.store(true, Relaxed);
+        let idle_close = tokio::time::Instant::now() + IDLE_CLOSE_DELAY.min(drain / 2);
+        while graceful.count() > 0 && tokio::time::Instant::now() < idle_close {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         tokio::select! {
             () = graceful.shutdown() => {}
-            () = tokio::time::sleep(drain) => {
+            () = tokio::time::sleep_until(deadline) => {
                 tracing::info!(?drain, "drain time over; closing the remaining connections");
             }
         }
@@ -224,14 +254,19 @@ async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     tls: Option<TlsAcceptor>,
-    watcher: Watcher,
-    mut closed: watch::Receiver<()>,
+    lifecycle: Lifecycle,
 ) {
+    let Lifecycle {
+        watcher,
+        mut closed,
+        draining,
+    } = lifecycle;
     let handshake_timeout = proxy.header_read_timeout;
     let connection = Arc::new(Connection {
         proxy,
         client: ClientInfo::new(peer, tls.is_some()),
         started: AtomicBool::new(false),
+        draining,
     });
     // hyper times out a slow request head, but not a client that sends
     // nothing, or only the start of the HTTP/2 preface: bound the wait for
@@ -280,13 +315,20 @@ async fn serve_io<I>(
                 return Ok::<_, Infallible>(shed_response(ShedReason::InFlight));
             };
             let table = connection.proxy.table.load_full();
-            let response = handle(
+            let http1 = request.version() < http::Version::HTTP_2;
+            let mut response = handle(
                 &table,
                 &connection.proxy.upstreams,
                 &connection.client,
                 request,
             )
             .await;
+            if http1 && connection.draining.load(Relaxed) {
+                response.headers_mut().insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
+            }
             Ok::<_, Infallible>(response.map(|body| body.holding(permit)))
         }
     });

@@ -45,6 +45,10 @@ enum Command {
         /// The admin API (and OFREP) listener, overriding `admin.address`.
         #[arg(long)]
         admin: Option<std::net::SocketAddr>,
+        /// At SIGTERM, how long in-flight requests may take before their
+        /// connections are closed (e.g. `30s`).
+        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+        drain_timeout: std::time::Duration,
     },
     /// Config file tools.
     Config {
@@ -267,6 +271,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             config,
             flags,
             admin,
+            drain_timeout,
         } => {
             // `--flags` alone serves flags without a config file, like flagd.
             let config = match config {
@@ -279,6 +284,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 flag_files: flags,
                 admin,
                 log_format,
+                drain: drain_timeout,
             }))
         }
         Command::Config {

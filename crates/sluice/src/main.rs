@@ -16,6 +16,7 @@ mod flags_cmd;
 mod generate;
 mod health;
 mod hooks;
+mod listen;
 mod load_cmd;
 mod logging;
 mod notify;

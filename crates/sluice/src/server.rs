@@ -14,8 +14,7 @@ use anyhow::{bail, Context};
 use sluice_model::StoreLocation;
 use sluice_model::{Config, ConfigError, FieldError};
 use sluice_proxy::{Metrics, Proxy, RouteTable};
-use sluice_store::{EtcdStore, FileStore, Store};
-use tokio::net::TcpListener;
+use sluice_store::{EtcdStore, FileStore, Store, StoreError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -24,8 +23,13 @@ use crate::cluster::{FleetCounters, Leadership, Node};
 use crate::controller::Controller;
 use crate::flags::{FlagError, FlagServer};
 
-/// How long in-flight requests may take to finish at shutdown.
-const DRAIN: Duration = Duration::from_secs(10);
+/// How long in-flight requests may take to finish at shutdown, unless
+/// `sluice run --drain-timeout` says otherwise.
+pub const DEFAULT_DRAIN: Duration = Duration::from_secs(10);
+
+/// How long a new process waits for the store file beyond the old process's
+/// drain time (a restart: the old one holds the file until it exits).
+const STORE_WAIT_MARGIN: Duration = Duration::from_secs(10);
 
 /// How often TLS certificate and key files are looked at for a change.
 const CERT_POLL: Duration = Duration::from_secs(2);
@@ -60,13 +64,16 @@ pub struct Running {
     ready: Arc<AtomicBool>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    drain: Duration,
 }
 
-/// Starts everything; `source` is the file a reload re-reads.
+/// Starts everything; `source` is the file a reload re-reads, `drain` how
+/// long in-flight requests may take at shutdown.
 pub async fn start(
     config: Config,
     source: Option<PathBuf>,
     flag_files: &[PathBuf],
+    drain: Duration,
 ) -> anyhow::Result<Running> {
     let admin_address = config.admin.address;
     let access = Arc::new(admin::Access::new(&config.admin));
@@ -81,7 +88,8 @@ pub async fn start(
     let (store, etcd): (Arc<dyn Store>, _) = match &location {
         StoreLocation::File(path) => (
             Arc::new(
-                FileStore::open(Path::new(path))
+                open_file_store(Path::new(path), drain + STORE_WAIT_MARGIN)
+                    .await
                     .with_context(|| format!("cannot open the store {path:?}"))?,
             ),
             None,
@@ -144,9 +152,11 @@ pub async fn start(
         controller.clone(),
         shutdown.subscribe(),
     )));
+    let mut inherited = crate::listen::Inherited::from_env()?;
     let mut proxy_addrs = Vec::new();
     for (i, listener) in config.listeners.iter().enumerate() {
-        let socket = TcpListener::bind(listener.address)
+        let socket = inherited
+            .listen(listener.address)
             .await
             .with_context(|| format!("listeners[{i}]: cannot listen on {}", listener.address))?;
         proxy_addrs.push(socket.local_addr()?);
@@ -160,7 +170,7 @@ pub async fn start(
         let stop = wait_for(shutdown.subscribe());
         let proxy = proxy.clone();
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = proxy.serve(socket, tls, stop, DRAIN).await {
+            if let Err(e) = proxy.serve(socket, tls, stop, drain).await {
                 tracing::error!("proxy listener stopped: {e}");
             }
         }));
@@ -168,9 +178,13 @@ pub async fn start(
 
     let ready = Arc::new(AtomicBool::new(false));
     let reloads = Arc::new(ReloadCounters::default());
-    let admin_socket = TcpListener::bind(admin_address)
+    let admin_socket = inherited
+        .listen(admin_address)
         .await
         .with_context(|| format!("admin.address: cannot listen on {admin_address}"))?;
+    for address in inherited.unused() {
+        tracing::warn!(%address, "an inherited listening socket matches no listener nor admin.address; unused");
+    }
     let admin_addr = admin_socket.local_addr()?;
     let cluster = etcd.map(|(etcd, security)| {
         let digest = {
@@ -248,7 +262,31 @@ pub async fn start(
         ready,
         shutdown,
         tasks,
+        drain,
     })
+}
+
+/// Opens the store file, waiting up to `wait` while another sluice holds it
+/// (during a restart the old process keeps it until it has drained).
+async fn open_file_store(path: &Path, wait: Duration) -> Result<FileStore, StoreError> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut said = false;
+    loop {
+        match FileStore::open(path) {
+            Err(StoreError::InUse { .. }) if tokio::time::Instant::now() < deadline => {
+                if !said {
+                    tracing::info!(
+                        store = %path.display(),
+                        ?wait,
+                        "the store is in use by another sluice (a restart?); waiting for it"
+                    );
+                    said = true;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            result => return result,
+        }
+    }
 }
 
 /// `SLUICE_BREAKERS_ENABLED`: the global breaker switch, winning over the file.
@@ -330,7 +368,7 @@ impl Running {
                 let _ = task.await;
             }
         };
-        let _ = tokio::time::timeout(DRAIN + Duration::from_secs(1), all).await;
+        let _ = tokio::time::timeout(self.drain + Duration::from_secs(1), all).await;
     }
 }
 
@@ -395,6 +433,8 @@ pub struct RunOptions {
     pub admin: Option<SocketAddr>,
     /// `--log-format`.
     pub log_format: crate::logging::LogFormat,
+    /// `--drain-timeout`: how long in-flight requests may take at shutdown.
+    pub drain: Duration,
 }
 
 /// `sluice run -c FILE [--flags FILE]... [--admin ADDR]`.
@@ -427,7 +467,13 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
     // Before anything is announced: a SIGHUP's default action would end the process.
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let running = start(config, options.config.clone(), &options.flag_files).await?;
+    let running = start(
+        config,
+        options.config.clone(),
+        &options.flag_files,
+        options.drain,
+    )
+    .await?;
     let announce = |message: &str| crate::logging::announce(options.log_format, message);
     for addr in &running.proxy_addrs {
         announce(&format!("sluice: proxy listening on http://{addr}"));

@@ -59,7 +59,7 @@ pub async fn run(args: DemoArgs, log_format: LogFormat) -> anyhow::Result<ExitCo
         args.interval,
     );
     let config = Config::from_yaml(&yaml)?;
-    let running = server::start(config, None, &[]).await?;
+    let running = server::start(config, None, &[], server::DEFAULT_DRAIN).await?;
     let proxy = running.proxy_addrs[0];
     eprintln!(
         "sluice demo: v1 (stable) at {}, v2 (canary) at {} with error rate {} and +{} latency",
