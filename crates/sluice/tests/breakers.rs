@@ -212,9 +212,9 @@ async fn a_flapping_upstream_cannot_make_it_reopen_faster_than_the_open_duration
             ("open", "half_open") => {
                 let wait = 400u64 * 2u64.pow(in_a_row.saturating_sub(1));
                 let opened_at = last_open.expect("half-open follows an open");
-                // Wall-clock milliseconds in the log; the core's clock is monotonic.
+                // The log's times are the core's monotonic times on a wall-clock base.
                 assert!(
-                    at + 5 >= opened_at + wait.min(2000),
+                    at >= opened_at + wait.min(2000),
                     "half-open after {} ms, before the open duration {wait} ms: {log:?}",
                     at - opened_at
                 );

@@ -169,6 +169,10 @@ pub enum BreakerError {
 
 /// The last transitions, newest last; each also goes to subscribers.
 pub(crate) struct TransitionLog {
+    /// The wall clock at the breakers' monotonic epoch, in Unix milliseconds:
+    /// a transition's time is this plus its monotonic time, so that the log's
+    /// times keep the core's spacing even when it is written late.
+    wall_epoch: u64,
     entries: Mutex<VecDeque<TransitionRecord>>,
     announce: tokio::sync::broadcast::Sender<TransitionRecord>,
 }
@@ -188,6 +192,7 @@ impl Breakers {
                 enabled: AtomicBool::new(true),
                 env_enabled: Mutex::new(None),
                 log: Arc::new(TransitionLog {
+                    wall_epoch: sluice_model::Timestamp::now_system().millis(),
                     entries: Mutex::new(VecDeque::new()),
                     announce: tokio::sync::broadcast::channel(256).0,
                 }),
@@ -732,7 +737,7 @@ impl Partitions {
 impl TransitionLog {
     fn push(&self, cell: &BreakerCell, transition: &Transition, shadow: bool) {
         let record = TransitionRecord {
-            at: sluice_model::Timestamp::now_system().millis(),
+            at: self.wall_epoch.saturating_add(transition.at),
             breaker: cell.id.clone(),
             service: cell.service.clone(),
             version: cell.slot.label().to_string(),
