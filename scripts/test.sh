@@ -62,3 +62,22 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
     cargo test --workspace --locked --no-fail-fast
 fi
+
+# Dependencies and hostile input: cargo-deny (licences, duplicate versions,
+# sources; advisories when the RustSec database can be fetched) and a short
+# run of every fuzz target (scripts/fuzz.sh; FUZZ_SECONDS, default 30).
+cargo_deny_version=0.20.2
+if [ "$(cargo deny --version 2>/dev/null)" != "cargo-deny $cargo_deny_version" ]; then
+    echo "== installing cargo-deny $cargo_deny_version"
+    cargo install --locked "cargo-deny@$cargo_deny_version"
+fi
+echo "== cargo deny"
+cargo deny --locked check licenses bans sources
+if cargo deny fetch db; then
+    cargo deny --frozen check advisories
+else
+    echo "!! cargo deny: advisories NOT CHECKED: the RustSec advisory database" \
+        "could not be fetched (it lives on github.com); licences, bans and sources were checked" >&2
+fi
+echo "== fuzz"
+bash scripts/fuzz.sh

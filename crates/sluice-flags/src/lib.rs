@@ -33,6 +33,7 @@ mod evaluate;
 mod fingerprint;
 mod flag;
 mod logic;
+pub mod ofrep;
 mod set;
 mod spec;
 

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod api;
 pub mod breaker;
 pub mod check;
 pub mod config;

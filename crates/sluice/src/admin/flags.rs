@@ -15,6 +15,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sluice_flags::FlagSpec;
+use sluice_model::api::PercentageBody;
 
 use super::{problem, AdminState, Caller, Problem};
 use crate::flags::{FlagError, FlagServer};
@@ -151,12 +152,6 @@ async fn delete(
 ) -> Result<Response, Problem> {
     let event = state.flags.delete(&key, &actor(&caller, &headers)).await?;
     Ok(Json(event).into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PercentageBody {
-    percentage: f64,
 }
 
 async fn action(

@@ -25,6 +25,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 use serde::Deserialize;
+use sluice_model::api::{StartBody, UndoBody};
 use sluice_model::Role;
 use sluice_rollout::Event;
 
@@ -231,14 +232,6 @@ async fn config(State(state): State<AdminState>) -> Response {
     Json(&*state.controller.config()).into_response()
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct StartBody {
-    /// Canary endpoints; default: the config's canary pool.
-    #[serde(default)]
-    canary: Option<Vec<String>>,
-}
-
 async fn start(
     State(state): State<AdminState>,
     Path(service): Path<String>,
@@ -255,14 +248,6 @@ async fn start(
         )
         .await?;
     Ok((StatusCode::ACCEPTED, Json(ServiceStatus::from_state(&next))).into_response())
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct UndoBody {
-    /// The revision to serve again; default: the one before the newest.
-    #[serde(default)]
-    to_revision: Option<u64>,
 }
 
 async fn action(

@@ -66,28 +66,21 @@ impl Problem {
 
 /// Parses a JSON body that may be empty (then the default).
 pub fn optional_json<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, Problem> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        Ok(T::default())
-    } else {
-        parse_json(body)
-    }
+    sluice_model::api::decode_optional_json(body).map_err(bad_body)
 }
 
 /// Parses a JSON body; an error names where in the body it is.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
-    let mut de = serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let mut problem = Problem::new(
-            StatusCode::BAD_REQUEST,
-            format!("invalid JSON body: {}", e.inner()),
-        );
-        problem.errors = vec![FieldError {
-            path: if path == "." { String::new() } else { path },
-            message: e.inner().to_string(),
-        }];
-        problem
-    })
+    sluice_model::api::decode_json(body).map_err(bad_body)
+}
+
+/// 400 for a body that does not decode, with the field path.
+fn bad_body(error: FieldError) -> Problem {
+    Problem::new(
+        StatusCode::BAD_REQUEST,
+        format!("invalid JSON body: {}", error.message),
+    )
+    .with_errors(vec![error])
 }
 
 impl IntoResponse for Problem {

@@ -60,35 +60,8 @@ impl BadRequest {
 
 /// The request's context, or why the request is bad.
 fn context(body: &[u8]) -> Result<Context, BadRequest> {
-    let bad = BadRequest;
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Context::empty(now_unix_seconds()));
-    }
-    let request: Value = serde_json::from_slice(body).map_err(|e| {
-        bad(
-            ErrorCode::ParseError,
-            format!("the request body is not JSON: {e}"),
-        )
-    })?;
-    let context = match request {
-        Value::Object(mut object) => object.remove("context").unwrap_or(Value::Null),
-        _ => {
-            return Err(bad(
-                ErrorCode::InvalidContext,
-                "the request body must be an object with a \"context\" object".into(),
-            ))
-        }
-    };
-    if let Some(key) = context.get("targetingKey") {
-        if !key.is_string() {
-            return Err(bad(
-                ErrorCode::InvalidContext,
-                format!("targetingKey must be a string, not {key}"),
-            ));
-        }
-    }
-    Context::from_value(context, now_unix_seconds())
-        .map_err(|code| bad(code, "\"context\" must be an object".into()))
+    sluice_flags::ofrep::context_from_request(body, now_unix_seconds())
+        .map_err(|bad| BadRequest(bad.code, bad.details))
 }
 
 /// The success body of one evaluation.
