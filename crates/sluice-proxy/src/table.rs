@@ -245,7 +245,7 @@ fn build_service(
     } else {
         Vec::new()
     };
-    let tls = upstream_tls_settings(service, stable, canary.map(Vec::as_slice));
+    let tls = upstream_tls_settings(service, stable, canary.map(Vec::as_slice), metrics);
     let version = |slot: Slot, endpoints: &[Endpoint]| {
         let (breakers, limits) = metrics.breakers().version(service, slot);
         VersionRoute {

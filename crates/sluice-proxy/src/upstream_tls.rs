@@ -186,23 +186,54 @@ impl TlsSettings {
     }
 }
 
+/// A service's TLS settings as the table being built uses them.
+pub(crate) struct ServiceTls {
+    /// The settings read now; None when the files are not usable now.
+    settings: Option<TlsSettings>,
+    /// The fingerprint endpoints are keyed by: of the settings read now, or
+    /// of the last usable ones (whose live endpoints keep serving).
+    fingerprint: Option<u64>,
+}
+
 /// The service's TLS settings with their files read, when it has an
-/// `https://` endpoint; None (those endpoints are left out, logged) when a
-/// file cannot be read (config validation refuses that before this).
+/// `https://` endpoint. Files that became unusable since the last table
+/// (config validation refuses them at load and reload, but they may change
+/// on disk in between) are logged, and the endpoints made with the last
+/// usable ones keep serving while a live table holds them.
 pub(crate) fn upstream_tls_settings(
     service: &Service,
     stable: &[Endpoint],
     canary: Option<&[Endpoint]>,
-) -> Option<TlsSettings> {
+    metrics: &Metrics,
+) -> Option<ServiceTls> {
     let mut endpoints = stable.iter().chain(canary.into_iter().flatten());
     if !endpoints.any(|e| split_scheme(e).0) {
         return None;
     }
-    TlsSettings::read(service.upstream_tls.as_ref())
-        .inspect_err(|error| {
-            tracing::error!(service = %service.name, "https endpoints left out: upstream_tls.{error}")
-        })
-        .ok()
+    let last = metrics.usable_upstream_tls(&service.name);
+    let read = TlsSettings::read(service.upstream_tls.as_ref()).and_then(|settings| {
+        if last != Some(settings.fingerprint) {
+            settings.client_config()?;
+            metrics.set_usable_upstream_tls(&service.name, settings.fingerprint);
+        }
+        Ok(settings)
+    });
+    Some(match read {
+        Ok(settings) => ServiceTls {
+            fingerprint: Some(settings.fingerprint),
+            settings: Some(settings),
+        },
+        Err(error) => {
+            tracing::error!(
+                service = %service.name,
+                "upstream_tls.{error}; https endpoints keep their last usable settings, if any"
+            );
+            ServiceTls {
+                settings: None,
+                fingerprint: last,
+            }
+        }
+    })
 }
 
 /// The shared state of `endpoint`: plain endpoints are keyed by `host:port`,
@@ -210,7 +241,7 @@ pub(crate) fn upstream_tls_settings(
 /// (or made with other certificates) are never lent for the other.
 pub(crate) fn endpoint_state(
     endpoint: &str,
-    tls: Option<&TlsSettings>,
+    tls: Option<&ServiceTls>,
     metrics: &Metrics,
 ) -> Option<Arc<EndpointState>> {
     let (https, authority) = split_scheme(endpoint);
@@ -218,10 +249,10 @@ pub(crate) fn endpoint_state(
         return metrics.endpoint(authority, || EndpointState::new(authority));
     }
     let tls = tls?;
-    let key = format!("{endpoint}#{:x}", tls.fingerprint);
+    let key = format!("{endpoint}#{:x}", tls.fingerprint?);
     metrics.endpoint(&key, || {
         let host = authority.parse::<http::uri::Authority>().ok()?;
-        match tls.client(host.host()) {
+        match tls.settings.as_ref()?.client(host.host()) {
             Ok(client) => EndpointState::with_tls(authority, Some(client)),
             Err(error) => {
                 tracing::error!(%endpoint, "endpoint left out: upstream_tls.{error}");
@@ -271,13 +302,17 @@ mod tests {
     #[test]
     fn plain_and_tls_endpoints_never_share_connections() {
         let metrics = Metrics::new();
-        let web_roots = TlsSettings::read(None).unwrap();
+        let usable = |settings: TlsSettings| ServiceTls {
+            fingerprint: Some(settings.fingerprint),
+            settings: Some(settings),
+        };
+        let web_roots = usable(TlsSettings::read(None).unwrap());
         let with_ca = UpstreamTls {
             ca: Some(fixture("upstream-ca.crt")),
             ..UpstreamTls::default()
         };
-        let with_ca = TlsSettings::read(Some(&with_ca)).unwrap();
-        let state = |endpoint: &str, tls: &TlsSettings| {
+        let with_ca = usable(TlsSettings::read(Some(&with_ca)).unwrap());
+        let state = |endpoint: &str, tls: &ServiceTls| {
             endpoint_state(endpoint, Some(tls), &metrics).unwrap()
         };
         let plain = state("127.0.0.1:8443", &web_roots);

@@ -241,3 +241,48 @@ fn unusable_files_are_refused_naming_the_field() {
 
     assert!(check(&mtls(&[])).is_empty());
 }
+
+#[tokio::test]
+async fn files_changed_on_disk_are_used_at_the_next_table_and_bad_ones_are_not() {
+    let (upstream, sessions) = mtls_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["upstream-ca.crt", "client.crt", "client.key"] {
+        std::fs::copy(fixture(name), dir.path().join(name)).unwrap();
+    }
+    let in_dir = |name: &str| dir.path().join(name).display().to_string();
+    let tls = [
+        ("ca", in_dir("upstream-ca.crt")),
+        ("cert", in_dir("client.crt")),
+        ("key", in_dir("client.key")),
+    ];
+    let endpoint = format!("https://localhost:{}", upstream.port());
+    let proxy = start_proxy(&config(&endpoint, &tls), HashMap::new()).await;
+    let client = client();
+    let served = || async {
+        let answer = get(&client, &proxy.url("/"), "web.test", &[]).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    };
+    served().await;
+    assert_eq!(sessions.load(Ordering::Relaxed), 1);
+
+    // A key that is not PEM any more: the next table keeps the endpoint
+    // made with the last usable files, and its idle connection.
+    std::fs::write(dir.path().join("client.key"), "not a key").unwrap();
+    proxy.publish(&HashMap::new());
+    served().await;
+    assert_eq!(sessions.load(Ordering::Relaxed), 1);
+
+    // Usable files that differ (the key back, the CA file with a comment):
+    // the next table makes new connections with them.
+    std::fs::copy(fixture("client.key"), dir.path().join("client.key")).unwrap();
+    let ca = std::fs::read_to_string(fixture("upstream-ca.crt")).unwrap();
+    std::fs::write(
+        dir.path().join("upstream-ca.crt"),
+        format!("# rotated\n{ca}"),
+    )
+    .unwrap();
+    proxy.publish(&HashMap::new());
+    served().await;
+    assert_eq!(sessions.load(Ordering::Relaxed), 2);
+    proxy.stop().await;
+}
