@@ -79,6 +79,12 @@ mod tests {
         assert_eq!(split_scheme("https://a.test:443"), (true, "a.test:443"));
         assert_eq!(split_scheme("http://a.test:80"), (false, "a.test:80"));
         assert_eq!(split_scheme("a.test:80"), (false, "a.test:80"));
+        assert!(crate::check_endpoint("https://a.test:443").is_ok());
+        assert!(crate::check_endpoint("https://[::1]:8443").is_ok());
+        let error = crate::check_endpoint("https://a.test").unwrap_err();
+        assert!(error.contains("\"https://a.test\""), "{error}");
+        assert!(crate::check_endpoint("https://a.test:443/path").is_err());
+        assert!(crate::check_endpoint("ftp://a.test:21").is_err());
     }
 
     #[test]
