@@ -297,6 +297,10 @@ pub struct Service {
     /// Circuit breakers guarding each version (per version, optionally per tenant).
     #[serde(default)]
     pub breaker: Option<ServiceBreaker>,
+    /// TLS to the `https://` endpoints: trusted CA, client certificate
+    /// (mTLS), server name.
+    #[serde(default)]
+    pub upstream_tls: Option<crate::UpstreamTls>,
 }
 
 /// Host and path-prefix match; the longest matching prefix wins.
@@ -337,11 +341,12 @@ pub struct Versions {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Version {
-    /// `host:port` of each endpoint (plain HTTP/1.1 to the upstream).
+    /// `host:port` of each endpoint (plain HTTP/1.1 to the upstream), or
+    /// `https://host:port` (HTTP/1.1 over TLS, per the service's `upstream_tls`).
     pub endpoints: Vec<Endpoint>,
 }
 
-/// An upstream endpoint, `host:port`.
+/// An upstream endpoint, `host:port`, `http://host:port` or `https://host:port`.
 pub type Endpoint = String;
 
 /// Load balancing inside one version's pool.

@@ -305,6 +305,9 @@ fn validate_service(service: &Service, path: &str, has_prometheus: bool, errors:
     if let Some(rollout) = &service.rollout {
         validate_rollout(rollout, &format!("{path}.rollout"), has_prometheus, errors);
     }
+    if let Some(tls) = &service.upstream_tls {
+        crate::upstream_tls::validate(tls, &format!("{path}.upstream_tls"), &mut errors.0);
+    }
 }
 
 fn validate_version(version: &Version, path: &str, errors: &mut Errors) {
@@ -321,10 +324,13 @@ fn validate_version(version: &Version, path: &str, errors: &mut Errors) {
     }
 }
 
-/// `host:port` with a non-zero port; IPv6 as `[::1]:8080`. The error names the value.
+/// `host:port` with a non-zero port, optionally after `http://` or
+/// `https://`; IPv6 as `[::1]:8080`. The error names the value.
 pub fn check_endpoint(endpoint: &str) -> Result<(), String> {
-    let bad = || format!("{endpoint:?} is not host:port (e.g. 127.0.0.1:8080)");
-    let (host, port) = endpoint.rsplit_once(':').ok_or_else(bad)?;
+    let bad =
+        || format!("{endpoint:?} is not host:port or https://host:port (e.g. 127.0.0.1:8080)");
+    let (_tls, authority) = crate::upstream_tls::split_scheme(endpoint);
+    let (host, port) = authority.rsplit_once(':').ok_or_else(bad)?;
     let port: u16 = port.parse().map_err(|_| bad())?;
     if port == 0 || host.is_empty() || host.contains(['/', ' ']) {
         return Err(bad());

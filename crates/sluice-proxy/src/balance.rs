@@ -14,6 +14,7 @@ use sluice_model::Balance;
 
 use crate::pool::IdleConnections;
 use crate::rng;
+use crate::upstream_tls::TlsClient;
 
 /// Pools up to this size are scanned whole for least-request.
 const SCAN_ALL_MAX: usize = 8;
@@ -21,12 +22,15 @@ const SCAN_ALL_MAX: usize = 8;
 /// One upstream endpoint, shared by every table (and service) that uses its address.
 #[derive(Debug)]
 pub(crate) struct EndpointState {
-    /// `host:port` as configured (used in error messages).
+    /// `host:port` as configured, `https://host:port` for TLS (used in error messages).
     pub(crate) address: String,
-    /// The same, parsed once for the upstream request URI.
+    /// `host:port`, parsed once for connecting and the upstream request URI.
     pub(crate) authority: Authority,
-    /// The `Host` sent when the client gave none: the host, and the port unless 80.
+    /// The `Host` sent when the client gave none: the host, and the port
+    /// unless it is the scheme's default (80, or 443 over TLS).
     pub(crate) host: HeaderValue,
+    /// How to speak TLS to an `https://` endpoint; None for plain HTTP.
+    pub(crate) tls: Option<TlsClient>,
     /// Keep-alive connections to this endpoint waiting for a request.
     pub(crate) idle: IdleConnections,
     in_flight: AtomicUsize,
@@ -35,20 +39,32 @@ pub(crate) struct EndpointState {
 // === impl EndpointState ===
 
 impl EndpointState {
-    /// None when `address` is not a valid `host:port` authority.
+    /// A plain HTTP endpoint; None when `address` is not a valid `host:port` authority.
     pub(crate) fn new(address: &str) -> Option<EndpointState> {
-        let authority: Authority = address.parse().ok()?;
+        EndpointState::with_tls(address, None)
+    }
+
+    /// An endpoint at `authority` (`host:port`), over TLS with `tls`; None
+    /// when `authority` is not valid.
+    pub(crate) fn with_tls(authority: &str, tls: Option<TlsClient>) -> Option<EndpointState> {
+        let address = match tls {
+            Some(_) => format!("{}{authority}", sluice_model::upstream_tls::HTTPS_SCHEME),
+            None => authority.to_string(),
+        };
+        let authority: Authority = authority.parse().ok()?;
         // An upstream needs an explicit port.
         let port = authority.port_u16()?;
-        let host = if port == 80 {
+        let default_port = if tls.is_some() { 443 } else { 80 };
+        let host = if port == default_port {
             HeaderValue::from_str(authority.host()).ok()?
         } else {
             HeaderValue::from_str(&format!("{}:{port}", authority.host())).ok()?
         };
         Some(EndpointState {
-            address: address.to_string(),
+            address,
             authority,
             host,
+            tls,
             idle: IdleConnections::default(),
             in_flight: AtomicUsize::new(0),
         })

@@ -54,6 +54,10 @@ pub enum ProxyError {
     Timeout { upstream: Upstream, after: Duration },
     #[error("sluice: {upstream} failed before a response: {cause}")]
     Protocol { upstream: Upstream, cause: String },
+    /// TLS with an `https://` endpoint failed: its certificate was refused,
+    /// or it refused ours (or our lack of one).
+    #[error("sluice: TLS with {upstream} failed: {cause}")]
+    Tls { upstream: Upstream, cause: String },
     /// A bug in sluice (an invariant that did not hold); never the upstream's fault.
     #[error("sluice: internal error: {0}")]
     Internal(&'static str),
@@ -95,11 +99,21 @@ impl ProxyError {
             SendError::Connect(error) => {
                 return ProxyError::from_connect(upstream, error, connect_timeout)
             }
+            SendError::Tls(error) => {
+                return ProxyError::Tls {
+                    upstream,
+                    cause: causes(&error),
+                }
+            }
             SendError::Hyper(error) => error,
         };
         let from_client_body = error.is_user();
         let cause = causes(&error);
-        if from_client_body {
+        if tls_failure(&error) {
+            // A TLS 1.3 upstream checks our certificate after our side of
+            // the handshake is done: its refusal arrives with the response.
+            ProxyError::Tls { upstream, cause }
+        } else if from_client_body {
             ProxyError::ClientBody { upstream, cause }
         } else {
             ProxyError::Protocol { upstream, cause }
@@ -132,7 +146,8 @@ impl ProxyError {
             | ProxyError::Internal(_) => None,
             ProxyError::ConnectRefused(_)
             | ProxyError::ConnectTimeout { .. }
-            | ProxyError::Unreachable { .. } => Some(ErrorKind::Connect),
+            | ProxyError::Unreachable { .. }
+            | ProxyError::Tls { .. } => Some(ErrorKind::Connect),
             ProxyError::Timeout { .. } => Some(ErrorKind::Timeout),
             ProxyError::Protocol { .. } => Some(ErrorKind::Protocol),
         }
@@ -205,6 +220,15 @@ type DynError = dyn std::error::Error + 'static;
 
 fn sources(error: &DynError) -> impl Iterator<Item = &DynError> {
     std::iter::successors(Some(error), |e| e.source())
+}
+
+/// Whether a rustls error (a TLS alert or a refused certificate) is among the causes.
+fn tls_failure(error: &DynError) -> bool {
+    sources(error).any(|e| {
+        e.downcast_ref::<io::Error>()
+            .and_then(|io| io.get_ref())
+            .is_some_and(|inner| inner.is::<tokio_rustls::rustls::Error>())
+    })
 }
 
 /// The innermost cause's message (the outer ones are generic wrappers).

@@ -33,6 +33,7 @@ mod rng;
 mod server;
 mod table;
 mod tls;
+mod upstream_tls;
 
 pub use body::ProxyBody;
 pub use breakers::{
@@ -48,3 +49,4 @@ pub use server::Proxy;
 pub use table::{RouteTable, ServiceRouting, Slot, TenantCohort};
 pub use tls::{tls_acceptor, ServerCert, TlsError};
 pub use tokio_rustls::TlsAcceptor;
+pub use upstream_tls::{check_upstream_tls, UpstreamTlsError};

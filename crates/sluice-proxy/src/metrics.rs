@@ -140,6 +140,9 @@ pub struct Metrics {
     /// Endpoint state by address, so least-request in-flight counts survive
     /// table rebuilds. Weak: an endpoint no table uses any more is dropped.
     endpoints: Mutex<HashMap<String, Weak<EndpointState>>>,
+    /// The fingerprint of each service's last usable `upstream_tls` files:
+    /// its `https://` endpoints stay in service when the files go bad.
+    upstream_tls: Mutex<HashMap<String, u64>>,
     /// Mirroring counters by service, created when a service first mirrors.
     mirrors: Mutex<BTreeMap<String, Arc<MirrorCounters>>>,
     /// The `le` bounds exported for request durations (`proxy.latency_buckets`).
@@ -163,6 +166,7 @@ impl Metrics {
             versions: Mutex::new(BTreeMap::new()),
             breakers: Breakers::new(),
             endpoints: Mutex::new(HashMap::new()),
+            upstream_tls: Mutex::new(HashMap::new()),
             mirrors: Mutex::new(BTreeMap::new()),
             latency_le: ArcSwap::from_pointee(le_bounds(
                 &sluice_model::ProxyConfig::default().latency_buckets,
@@ -216,6 +220,24 @@ impl Metrics {
         let state = Arc::new(make()?);
         endpoints.insert(address.to_string(), Arc::downgrade(&state));
         Some(state)
+    }
+
+    /// The fingerprint of `service`'s last usable `upstream_tls` files.
+    pub(crate) fn usable_upstream_tls(&self, service: &str) -> Option<u64> {
+        let last = self
+            .upstream_tls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        last.get(service).copied()
+    }
+
+    /// Remembers `fingerprint` as `service`'s last usable `upstream_tls` files.
+    pub(crate) fn set_usable_upstream_tls(&self, service: &str, fingerprint: u64) {
+        let mut last = self
+            .upstream_tls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        last.insert(service.to_string(), fingerprint);
     }
 
     /// The listener's caps (`proxy.limits`): connections, in flight, shed.

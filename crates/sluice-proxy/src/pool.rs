@@ -17,7 +17,11 @@
 //! per-request pool key hashing, no connect racing, no spawned
 //! "return to pool" task when the connection is already idle.
 //!
-//! Not here: HTTP/2 to upstreams, TLS to upstreams, health checks.
+//! `https://` endpoints get a TLS handshake (module `upstream_tls`) after
+//! the TCP connect, within the same time limit; their idle connections are
+//! kept on their own endpoint, apart from plain ones.
+//!
+//! Not here: HTTP/2 to upstreams, health checks.
 
 use std::io;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -43,6 +47,9 @@ pub(crate) enum SendError {
     /// No connection could be made (refused, timed out, unresolvable...).
     #[error("connecting failed: {0}")]
     Connect(#[source] io::Error),
+    /// The TLS handshake with an `https://` endpoint failed.
+    #[error("TLS handshake failed: {0}")]
+    Tls(#[source] io::Error),
     /// The connection failed while sending or before the response head, or
     /// the client's request body failed.
     #[error(transparent)]
@@ -131,29 +138,43 @@ impl Connector {
     }
 
     async fn connect(&self, endpoint: &EndpointState) -> Result<Sender, SendError> {
-        let connecting = TcpStream::connect(endpoint.address.as_str());
-        let stream = match tokio::time::timeout(self.connect_timeout, connecting).await {
+        let timed_out = || io::Error::new(io::ErrorKind::TimedOut, "connect timeout");
+        let deadline = tokio::time::Instant::now() + self.connect_timeout;
+        let connecting = TcpStream::connect(endpoint.authority.as_str());
+        let stream = match tokio::time::timeout_at(deadline, connecting).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(error)) => return Err(SendError::Connect(error)),
-            Err(_elapsed) => {
-                return Err(SendError::Connect(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "connect timeout",
-                )))
-            }
+            Err(_elapsed) => return Err(SendError::Connect(timed_out())),
         };
         let _ = stream.set_nodelay(true);
-        let (sender, connection) = http1::Builder::new()
-            .writev(false)
-            .handshake(TokioIo::new(stream))
-            .await?;
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "upstream connection ended with an error");
-            }
-        });
-        Ok(sender)
+        let Some(tls) = &endpoint.tls else {
+            return handshake(stream).await;
+        };
+        // The TLS handshake shares the connect time limit.
+        let connecting = tls.connector.connect(tls.server_name.clone(), stream);
+        match tokio::time::timeout_at(deadline, connecting).await {
+            Ok(Ok(stream)) => handshake(stream).await,
+            Ok(Err(error)) => Err(SendError::Tls(error)),
+            Err(_elapsed) => Err(SendError::Connect(timed_out())),
+        }
     }
+}
+
+/// HTTP/1.1 on a connected stream, its connection driven on its own task.
+async fn handshake<S>(stream: S) -> Result<Sender, SendError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) = http1::Builder::new()
+        .writev(false)
+        .handshake(TokioIo::new(stream))
+        .await?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(%error, "upstream connection ended with an error");
+        }
+    });
+    Ok(sender)
 }
 
 /// Methods whose request may be sent twice (RFC 9110 §9.2.2), CONNECT aside.

@@ -10,10 +10,11 @@ use std::time::Duration;
 use http::HeaderName;
 use sluice_model::{Config, Endpoint, Service, Weight};
 
-use crate::balance::{EndpointState, Pool};
+use crate::balance::Pool;
 use crate::breakers::{VersionBreakers, VersionLimits};
 use crate::metrics::{Metrics, VersionMetrics};
 use crate::mirror::MirrorRoute;
+use crate::upstream_tls::{endpoint_state, upstream_tls_settings};
 
 /// A version slot of a service.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -244,6 +245,7 @@ fn build_service(
     } else {
         Vec::new()
     };
+    let tls = upstream_tls_settings(service, stable, canary.map(Vec::as_slice), metrics);
     let version = |slot: Slot, endpoints: &[Endpoint]| {
         let (breakers, limits) = metrics.breakers().version(service, slot);
         VersionRoute {
@@ -251,7 +253,7 @@ fn build_service(
             pool: Pool::new(
                 endpoints
                     .iter()
-                    .filter_map(|address| metrics.endpoint(address, || EndpointState::new(address)))
+                    .filter_map(|endpoint| endpoint_state(endpoint, tls.as_ref(), metrics))
                     .collect(),
                 service.balance,
             ),
@@ -408,6 +410,7 @@ mod tests {
                 routing: Default::default(),
                 rollout: None,
                 breaker: None,
+                upstream_tls: None,
             });
         }
         config

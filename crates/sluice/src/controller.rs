@@ -501,6 +501,7 @@ fn controlled(config: &Config) -> Vec<Service> {
             routing: Default::default(),
             rollout: Some(plan),
             breaker: None,
+            upstream_tls: None,
         });
     }
     all

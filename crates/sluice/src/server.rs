@@ -41,6 +41,12 @@ pub fn load_config(path: &Path) -> anyhow::Result<Config> {
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut config = Config::from_yaml(&text)?;
     crate::secrets::prepare(&mut config).map_err(ConfigError::Invalid)?;
+    // The upstream TLS files are read now, so that a bad one refuses the
+    // config (a reload keeps the old one) instead of emptying a pool.
+    let unusable = sluice_proxy::check_upstream_tls(&config);
+    if !unusable.is_empty() {
+        return Err(ConfigError::Invalid(unusable).into());
+    }
     Ok(config)
 }
 
