@@ -20,12 +20,13 @@ use hyper::body::Incoming;
 use tokio::time::Sleep;
 
 use crate::balance::EndpointState;
-use crate::breakers::Capture;
+use crate::breakers::{CallGuard, Capture};
 use crate::breakers::{ConnectionSlot, RequestSlot};
 use crate::limits::Permit;
 use crate::metrics::{ErrorKind, VersionMetrics};
 use crate::mirror::tee::{RequestTee, ResponseTee};
 use crate::pool::Lease;
+use sluice_breaker::Outcome;
 
 /// A response body from the proxy.
 pub struct ProxyBody {
@@ -136,6 +137,7 @@ impl Body for ProxyBody {
                 match &frame {
                     Poll::Ready(None) => {
                         *finished = true;
+                        in_flight.body_ended();
                         if let Some(capture) = capture.take() {
                             capture.finish();
                         }
@@ -154,6 +156,7 @@ impl Body for ProxyBody {
                         }
                         // Servers stop polling a body that says it has ended.
                         if body.is_end_stream() {
+                            in_flight.body_ended();
                             if let Some(capture) = capture.take() {
                                 capture.finish();
                             }
@@ -226,11 +229,13 @@ impl Drop for ProxyBody {
             body,
             lease,
             finished,
+            _in_flight: in_flight,
             ..
         } = &mut self.inner
         {
             // Servers stop polling a body that says it has ended.
             if *finished || body.is_end_stream() {
+                in_flight.body_ended();
                 if let Some(lease) = lease.take() {
                     lease.release();
                 }
@@ -327,6 +332,18 @@ pub(crate) struct InFlight {
     /// The request already counts as an error (a 5xx head): a body that
     /// fails after it is not a second one.
     pub(crate) counted_as_error: bool,
+    /// The breaker's call, when its head was a success: its outcome waits
+    /// for the body's end (success) or failure. Dropped unreported (nothing
+    /// counted) when the client goes away first.
+    pub(crate) call: Option<PendingCall>,
+}
+
+/// A breaker call whose head was a success, and how long that head took
+/// (the duration the slow-call rule judges, so that a long stream is not
+/// a slow call).
+pub(crate) struct PendingCall {
+    pub(crate) guard: CallGuard,
+    pub(crate) head_ms: u64,
 }
 
 // === impl InFlight ===
@@ -341,15 +358,32 @@ impl InFlight {
             request_slot: None,
             connection_slot: None,
             counted_as_error: false,
+            call: None,
         }
     }
 }
 
 impl InFlight {
-    /// Counts the request as failed by its upstream's body, once.
+    /// Counts the request as failed by its upstream's body, once, for
+    /// the metrics and for the breaker.
     fn body_failed(&mut self, kind: ErrorKind) {
         if !std::mem::replace(&mut self.counted_as_error, true) {
             self.version.record_body_failure(kind);
+        }
+        if let Some(PendingCall { guard, head_ms }) = self.call.take() {
+            let outcome = match (guard.policy.error_fails(kind), kind) {
+                (false, _) => Outcome::Success,
+                (true, ErrorKind::Timeout) => Outcome::Timeout,
+                (true, _) => Outcome::Failure,
+            };
+            guard.finish(outcome, head_ms);
+        }
+    }
+
+    /// The upstream's body ended cleanly: the breaker's call succeeded.
+    fn body_ended(&mut self) {
+        if let Some(PendingCall { guard, head_ms }) = self.call.take() {
+            guard.finish(Outcome::Success, head_ms);
         }
     }
 }

@@ -17,7 +17,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use sluice_breaker::Outcome;
 
-use crate::body::{InFlight, ProxyBody, RequestBody};
+use crate::body::{InFlight, PendingCall, ProxyBody, RequestBody};
 use crate::breakers::{Admit, BreakerCell, CompiledPolicy, Overflow, StaleCache};
 use crate::choose::choose_slot;
 use crate::error::{ProxyError, Upstream};
@@ -188,7 +188,15 @@ pub(crate) async fn handle(
             version.metrics.record(elapsed, kind);
             in_flight.counted_as_error = kind.is_some();
             if let Some(call) = call {
-                call.finish_status(status.as_u16(), millis(elapsed));
+                // A failing status is the outcome; a good head waits for its body.
+                if call.policy.status_fails(status.as_u16()) {
+                    call.finish(Outcome::Failure, millis(elapsed));
+                } else {
+                    in_flight.call = Some(PendingCall {
+                        guard: call,
+                        head_ms: millis(elapsed),
+                    });
+                }
             }
             let (mut parts, body) = response.into_parts();
             strip_hop_by_hop(&mut parts.headers);

@@ -123,6 +123,8 @@ pub enum Misbehaviour {
     Hang,
     /// Sends a head announcing 1000 bytes, then 10 of them, then nothing.
     StallBody,
+    /// Sends a head announcing 1000 bytes, then 10 of them, then a TCP reset.
+    ResetBody,
 }
 
 /// A TCP upstream that reads a request head and misbehaves; counts heads read.
@@ -161,6 +163,15 @@ pub async fn raw_upstream(how: Misbehaviour) -> (SocketAddr, Arc<AtomicUsize>) {
                             .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n0123456789")
                             .await;
                         tokio::time::sleep(PATIENCE).await;
+                    }
+                    Misbehaviour::ResetBody => {
+                        let _ = stream
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n0123456789")
+                            .await;
+                        let _ = stream.flush().await;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        let _ = stream.set_zero_linger();
+                        drop(stream);
                     }
                 }
             });
