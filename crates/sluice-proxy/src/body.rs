@@ -253,32 +253,96 @@ impl std::fmt::Debug for ProxyBody {
     }
 }
 
-/// A request body on its way to an upstream.
+/// A request body on its way to an upstream. A client's body carries what
+/// is left of `proxy.limits.max_request_body_bytes`: a frame past it fails
+/// the body with [`RequestBodyError::TooLarge`] (hyper then aborts the
+/// upstream request) before the mirror's copy sees it.
 pub(crate) enum RequestBody {
     /// The client's, streamed through.
-    Client(Incoming),
+    Client { body: Incoming, budget: Budget },
     /// The client's, streamed through and copied for a mirror (boxed: rare).
     Tee {
         body: Incoming,
         tee: Option<Box<RequestTee>>,
+        budget: Budget,
     },
     /// A complete copy (a mirror's); None when empty or sent.
     Buffered(Option<Bytes>),
 }
 
+/// Why a request body on its way to an upstream failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RequestBodyError {
+    /// The client's body failed (the client went away or sent garbage).
+    #[error(transparent)]
+    Client(#[from] hyper::Error),
+    /// The client's body grew past `proxy.limits.max_request_body_bytes`.
+    #[error("the request body is larger than {limit} bytes (proxy.limits.max_request_body_bytes)")]
+    TooLarge { limit: u64 },
+}
+
+/// What a client's request body may still bring under
+/// `proxy.limits.max_request_body_bytes`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Budget {
+    left: u64,
+    max: u64,
+}
+
+// === impl Budget ===
+
+impl Budget {
+    pub(crate) fn new(max_bytes: u64) -> Budget {
+        Budget {
+            left: max_bytes,
+            max: max_bytes,
+        }
+    }
+
+    /// Takes `frame`'s data from what is left, or says it is too large.
+    fn take(&mut self, frame: &Frame<Bytes>) -> Result<(), RequestBodyError> {
+        let Some(data) = frame.data_ref() else {
+            return Ok(());
+        };
+        match self.left.checked_sub(data.len() as u64) {
+            Some(rest) => {
+                self.left = rest;
+                Ok(())
+            }
+            None => Err(RequestBodyError::TooLarge { limit: self.max }),
+        }
+    }
+}
+
 // === impl RequestBody ===
+
+impl RequestBody {
+    /// The client's body, allowed `max_bytes` in all.
+    pub(crate) fn client(body: Incoming, max_bytes: u64) -> RequestBody {
+        RequestBody::Client {
+            body,
+            budget: Budget::new(max_bytes),
+        }
+    }
+}
 
 impl Body for RequestBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = RequestBodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, RequestBodyError>>> {
         match self.get_mut() {
-            RequestBody::Client(body) => Pin::new(body).poll_frame(cx),
-            RequestBody::Tee { body, tee } => {
+            RequestBody::Client { body, budget } => {
+                let frame = Pin::new(&mut *body).poll_frame(cx);
+                if let Poll::Ready(Some(Ok(frame))) = &frame {
+                    budget.take(frame)?;
+                }
+                frame.map_err(RequestBodyError::Client)
+            }
+            RequestBody::Tee { body, tee, budget } => {
                 let frame = Pin::new(&mut *body).poll_frame(cx);
                 match &frame {
                     Poll::Ready(None) => {
@@ -287,6 +351,11 @@ impl Body for RequestBody {
                         }
                     }
                     Poll::Ready(Some(Ok(frame))) => {
+                        if let Err(error) = budget.take(frame) {
+                            // No copy: the mirror counts it as dropped.
+                            *tee = None;
+                            return Poll::Ready(Some(Err(error)));
+                        }
                         if let (Some(tee), Some(data)) = (tee.as_mut(), frame.data_ref()) {
                             tee.push(data);
                         }
@@ -299,7 +368,7 @@ impl Body for RequestBody {
                     Poll::Ready(Some(Err(_))) => *tee = None,
                     Poll::Pending => {}
                 }
-                frame
+                frame.map_err(RequestBodyError::Client)
             }
             RequestBody::Buffered(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
         }
@@ -307,14 +376,16 @@ impl Body for RequestBody {
 
     fn is_end_stream(&self) -> bool {
         match self {
-            RequestBody::Client(body) | RequestBody::Tee { body, .. } => body.is_end_stream(),
+            RequestBody::Client { body, .. } | RequestBody::Tee { body, .. } => {
+                body.is_end_stream()
+            }
             RequestBody::Buffered(bytes) => bytes.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            RequestBody::Client(body) | RequestBody::Tee { body, .. } => body.size_hint(),
+            RequestBody::Client { body, .. } | RequestBody::Tee { body, .. } => body.size_hint(),
             RequestBody::Buffered(bytes) => {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
             }

@@ -1,0 +1,111 @@
+//! `proxy.limits.max_request_body_bytes` over raw TCP against the real
+//! proxy and a loopback upstream that records what reached it: a declared
+//! `Content-Length` over the limit is refused before any upstream is asked,
+//! a chunked body that grows past it is cut (the upstream sees its request
+//! aborted, never a shorter body that looks whole), and bodies within the
+//! limit pass untouched.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::hostile::*;
+use common::*;
+
+const LIMITED: &str = "proxy: { limits: { max_request_body_bytes: 1000 } }";
+
+/// A chunked body of `chunks` chunks of `size` bytes each, terminated.
+fn chunked(chunks: usize, size: usize) -> String {
+    let chunk = format!("{size:x}\r\n{}\r\n", "a".repeat(size));
+    format!("{}0\r\n\r\n", chunk.repeat(chunks))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_content_length_over_the_limit_is_413_before_any_upstream() {
+    let (stable, seen) = recorder().await;
+    let proxy = start_proxy(&one_service(stable, LIMITED), HashMap::new()).await;
+    let request =
+        "POST /upload HTTP/1.1\r\nhost: h\r\nconnection: close\r\ncontent-length: 1001\r\n\r\n";
+    let response = exchange(proxy.addr, request.as_bytes()).await;
+    assert!(
+        status_line(&response).starts_with("HTTP/1.1 413"),
+        "{response:?}"
+    );
+    assert!(
+        response.contains("x-sluice-error: body_too_large"),
+        "{response:?}"
+    );
+    assert!(
+        response.contains("larger than 1000 bytes (proxy.limits.max_request_body_bytes)"),
+        "{response:?}"
+    );
+    // A request sent upstream would have arrived by the time the client
+    // got its answer; give it a moment more all the same.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(
+        seen.requests(),
+        Vec::<String>::new(),
+        "nothing reached the upstream"
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_content_length_at_the_limit_passes_whole() {
+    let (stable, seen) = recorder().await;
+    let proxy = start_proxy(&one_service(stable, LIMITED), HashMap::new()).await;
+    let request = format!(
+        "POST /upload HTTP/1.1\r\nhost: h\r\nconnection: close\r\ncontent-length: 1000\r\n\r\n{}",
+        "a".repeat(1000)
+    );
+    let response = exchange(proxy.addr, request.as_bytes()).await;
+    assert!(
+        status_line(&response).starts_with("HTTP/1.1 200"),
+        "{response:?}"
+    );
+    assert_eq!(seen.requests(), vec!["POST /upload 1000".to_string()]);
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_body_growing_past_the_limit_is_cut_with_413() {
+    let (stable, seen) = recorder().await;
+    let proxy = start_proxy(&one_service(stable, LIMITED), HashMap::new()).await;
+    let request = format!(
+        "POST /upload HTTP/1.1\r\nhost: h\r\nconnection: close\r\ntransfer-encoding: chunked\r\n\r\n{}",
+        chunked(3, 600)
+    );
+    let response = exchange(proxy.addr, request.as_bytes()).await;
+    assert!(
+        status_line(&response).starts_with("HTTP/1.1 413"),
+        "{response:?}"
+    );
+    assert!(
+        response.contains("x-sluice-error: body_too_large"),
+        "{response:?}"
+    );
+    // The upstream got the start of the body, then the request was
+    // aborted: it must see a failed body, not a complete shorter one.
+    eventually("the upstream saw its request aborted", || {
+        seen.requests() == vec!["POST /upload body-error".to_string()]
+    })
+    .await;
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_body_within_the_limit_passes_whole() {
+    let (stable, seen) = recorder().await;
+    let proxy = start_proxy(&one_service(stable, LIMITED), HashMap::new()).await;
+    let request = format!(
+        "POST /upload HTTP/1.1\r\nhost: h\r\nconnection: close\r\ntransfer-encoding: chunked\r\n\r\n{}",
+        chunked(2, 500)
+    );
+    let response = exchange(proxy.addr, request.as_bytes()).await;
+    assert!(
+        status_line(&response).starts_with("HTTP/1.1 200"),
+        "{response:?}"
+    );
+    assert_eq!(seen.requests(), vec!["POST /upload 1000".to_string()]);
+    proxy.stop().await;
+}
