@@ -109,3 +109,65 @@ async fn a_chunked_body_within_the_limit_passes_whole() {
     assert_eq!(seen.requests(), vec!["POST /upload 1000".to_string()]);
     proxy.stop().await;
 }
+
+/// Sends a chunked body of `chunks` x 500 bytes to `web`, whose stable is
+/// mirrored to its canary; returns what each upstream saw, once both are
+/// settled, and the proxy's metrics text.
+async fn mirrored(chunks: usize, expect_status: &str) -> (Vec<String>, Vec<String>, String) {
+    let (stable, stable_seen) = recorder().await;
+    let (canary, canary_seen) = recorder().await;
+    let mut routes = routing("web", stable, Some(canary), 0.0);
+    routes.get_mut("web").unwrap().mirror_active = true;
+    let proxy = start_proxy(&web_config(stable, canary, LIMITED), routes).await;
+    let request = format!(
+        "POST /upload HTTP/1.1\r\nhost: h\r\nconnection: close\r\ntransfer-encoding: chunked\r\n\r\n{}",
+        chunked(chunks, 500)
+    );
+    let response = exchange(proxy.addr, request.as_bytes()).await;
+    assert!(
+        status_line(&response).starts_with(expect_status),
+        "{response:?}"
+    );
+    let metrics = || {
+        let mut text = String::new();
+        proxy.metrics.render_prometheus(&mut text);
+        text
+    };
+    // Settled: stable recorded its request, and the canary got its copy
+    // or the mirror was counted dropped.
+    eventually("the upstreams and the mirror settled", || {
+        let dropped = "sluice_mirror_dropped_total{service=\"web\",reason=\"error\"} 1";
+        !stable_seen.requests().is_empty()
+            && (!canary_seen.requests().is_empty() || metrics().contains(dropped))
+    })
+    .await;
+    let seen = (stable_seen.requests(), canary_seen.requests(), metrics());
+    proxy.stop().await;
+    seen
+}
+
+/// Control for the test below: a body within the limit reaches both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirrored_body_within_the_limit_reaches_stable_and_canary() {
+    let (stable, canary, _) = mirrored(2, "HTTP/1.1 200").await;
+    assert_eq!(stable, vec!["POST /upload 1000".to_string()]);
+    assert_eq!(canary, vec!["POST /upload 1000".to_string()]);
+}
+
+/// A body cut at the limit is not mirrored with what came before the cut
+/// (which would look like a complete, shorter request): the mirror is
+/// dropped and counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirrored_body_over_the_limit_is_not_sent_to_the_canary() {
+    let (stable, canary, metrics) = mirrored(3, "HTTP/1.1 413").await;
+    assert_eq!(stable, vec!["POST /upload body-error".to_string()]);
+    assert_eq!(
+        canary,
+        Vec::<String>::new(),
+        "no cut body reached the canary"
+    );
+    assert!(
+        metrics.contains("sluice_mirror_dropped_total{service=\"web\",reason=\"error\"} 1"),
+        "{metrics}"
+    );
+}
