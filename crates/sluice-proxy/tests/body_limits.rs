@@ -171,3 +171,60 @@ async fn a_mirrored_body_over_the_limit_is_not_sent_to_the_canary() {
         "{metrics}"
     );
 }
+
+/// Sends a POST over HTTP/2 (prior knowledge) with `content_length` (or
+/// none) and the body as `chunks` DATA frames of 600 bytes; returns the
+/// response status.
+async fn h2_post(
+    proxy: &Running,
+    content_length: Option<usize>,
+    chunks: usize,
+) -> http::StatusCode {
+    let tcp = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let (send, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let mut send = with_patience(send.ready()).await.unwrap();
+    let mut request = http::Request::post(format!("http://{}/upload", proxy.addr));
+    if let Some(length) = content_length {
+        request = request.header("content-length", length);
+    }
+    let (response, mut stream) = send.send_request(request.body(()).unwrap(), false).unwrap();
+    for i in 0..chunks {
+        // The stream may be refused before the whole body is out.
+        let last = i + 1 == chunks;
+        if stream
+            .send_data(bytes::Bytes::from(vec![b'a'; 600]), last)
+            .is_err()
+        {
+            break;
+        }
+    }
+    with_patience(response).await.unwrap().status()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_bodies_over_the_limit_are_413_declared_or_streamed() {
+    let (stable, seen) = recorder().await;
+    let proxy = start_proxy(&one_service(stable, LIMITED), HashMap::new()).await;
+
+    // Declared too large: refused before any upstream is asked.
+    assert_eq!(
+        h2_post(&proxy, Some(1200), 2).await,
+        http::StatusCode::PAYLOAD_TOO_LARGE
+    );
+    // Streamed without a length, growing past the limit: cut.
+    assert_eq!(
+        h2_post(&proxy, None, 2).await,
+        http::StatusCode::PAYLOAD_TOO_LARGE
+    );
+    // Within the limit: forwarded whole.
+    assert_eq!(h2_post(&proxy, None, 1).await, http::StatusCode::OK);
+    eventually("the upstream saw the cut body and the whole one", || {
+        // The abort may be recorded after the next request: any order.
+        let mut requests = seen.requests();
+        requests.sort();
+        requests == ["POST /upload 600", "POST /upload body-error"]
+    })
+    .await;
+    proxy.stop().await;
+}
