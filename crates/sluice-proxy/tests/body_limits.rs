@@ -11,6 +11,7 @@ use std::collections::HashMap;
 
 use common::hostile::*;
 use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const LIMITED: &str = "proxy: { limits: { max_request_body_bytes: 1000 } }";
 
@@ -254,5 +255,42 @@ async fn http2_bodies_over_the_limit_are_413_declared_or_streamed() {
         http::StatusCode::PAYLOAD_TOO_LARGE
     );
     assert_cut(&proxy, &seen, &["POST /upload 900"]).await;
+    proxy.stop().await;
+}
+
+/// When the upstream has already started its answer, a body growing past
+/// the limit cannot become a 413: the client's connection is closed
+/// before the response's end, so the response never looks complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_cut_after_the_response_began_closes_the_connection() {
+    let (stable, heads) = raw_upstream(Misbehaviour::AnswerEarly).await;
+    let proxy = start_proxy(&one_service(stable, LIMITED), HashMap::new()).await;
+    let mut client = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let head = "POST /upload HTTP/1.1\r\nhost: h\r\ntransfer-encoding: chunked\r\n\r\n";
+    let first = format!("{head}{}", chunked(1, 600).trim_end_matches("0\r\n\r\n"));
+    client.write_all(first.as_bytes()).await.unwrap();
+    // The upstream's answer begins while the body is still coming.
+    let mut seen = Vec::new();
+    with_patience(async {
+        let mut buf = [0u8; 1024];
+        while !String::from_utf8_lossy(&seen).contains("hello") {
+            let n = client.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed early: {:?}", String::from_utf8_lossy(&seen));
+            seen.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    assert!(
+        String::from_utf8_lossy(&seen).starts_with("HTTP/1.1 200"),
+        "{seen:?}"
+    );
+    // 600 + 600 > 1000: the second chunk crosses the limit.
+    let _ = client.write_all(chunked(1, 600).as_bytes()).await;
+    let rest = read_until_closed(&mut client).await;
+    assert!(
+        !rest.contains("0\r\n\r\n"),
+        "the cut response must not end like a complete one: {rest:?}"
+    );
+    assert_eq!(heads.load(std::sync::atomic::Ordering::SeqCst), 1);
     proxy.stop().await;
 }
