@@ -1,6 +1,7 @@
 //! `proxy.limits`: how much one sluice accepts from its clients before it
-//! sheds (503) or refuses (431) instead of collapsing — open connections,
-//! requests in flight, request-head size and header count, HTTP/2 streams.
+//! sheds (503) or refuses (431, 413) instead of collapsing — open
+//! connections, requests in flight, request-head size and header count,
+//! request-body size, HTTP/2 streams.
 //!
 //! Not here: upstream timeouts (the rest of `proxy`) and per-version caps
 //! (`breakers.policies.*.limits`), which guard one upstream, not sluice.
@@ -37,6 +38,13 @@ pub struct ProxyLimits {
     /// Most header fields in an HTTP/1 request; more answers 431. From 1 to 10000.
     #[serde(default = "default_max_headers")]
     pub max_headers: usize,
+    /// Largest request body in bytes (10 MiB by default). A request whose
+    /// `Content-Length` is larger answers 413 without reaching an upstream;
+    /// a streamed (chunked, HTTP/2) body that grows past it is cut: the
+    /// upstream request is aborted and the client gets 413 (or, when the
+    /// response had already begun, a closed connection). At least 1.
+    #[serde(default = "default_max_request_body_bytes")]
+    pub max_request_body_bytes: u64,
     /// Most HTTP/2 streams a client may have open at once on one connection
     /// (advertised in SETTINGS; a stream over it is refused). At least 1.
     #[serde(default = "default_http2_max_concurrent_streams")]
@@ -60,6 +68,9 @@ fn default_max_header_bytes() -> usize {
 fn default_max_headers() -> usize {
     100
 }
+fn default_max_request_body_bytes() -> u64 {
+    10 * 1024 * 1024
+}
 fn default_http2_max_concurrent_streams() -> u32 {
     100
 }
@@ -74,6 +85,7 @@ impl Default for ProxyLimits {
             max_in_flight: default_max_in_flight(),
             max_header_bytes: default_max_header_bytes(),
             max_headers: default_max_headers(),
+            max_request_body_bytes: default_max_request_body_bytes(),
             http2_max_concurrent_streams: default_http2_max_concurrent_streams(),
             http2_max_pending_reset_streams: default_http2_max_pending_reset_streams(),
         }
@@ -118,6 +130,12 @@ impl ProxyLimits {
                 format!("{} is not between 1 and {MAX_HEADERS}", self.max_headers),
             );
         }
+        if self.max_request_body_bytes == 0 {
+            push(
+                "max_request_body_bytes",
+                "0 would refuse every request with a body; give at least 1".into(),
+            );
+        }
         if self.http2_max_concurrent_streams == 0 {
             push(
                 "http2_max_concurrent_streams",
@@ -155,6 +173,7 @@ mod tests {
             max_in_flight: 0,
             max_header_bytes: 100,
             max_headers: 0,
+            max_request_body_bytes: 0,
             http2_max_concurrent_streams: 0,
             http2_max_pending_reset_streams: 0,
         };
@@ -164,6 +183,7 @@ mod tests {
             "max_in_flight",
             "max_header_bytes",
             "max_headers",
+            "max_request_body_bytes",
             "http2_max_concurrent_streams",
             "http2_max_pending_reset_streams",
         ] {

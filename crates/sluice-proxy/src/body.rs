@@ -20,12 +20,13 @@ use hyper::body::Incoming;
 use tokio::time::Sleep;
 
 use crate::balance::EndpointState;
-use crate::breakers::Capture;
+use crate::breakers::{CallGuard, Capture};
 use crate::breakers::{ConnectionSlot, RequestSlot};
 use crate::limits::Permit;
 use crate::metrics::{ErrorKind, VersionMetrics};
 use crate::mirror::tee::{RequestTee, ResponseTee};
 use crate::pool::Lease;
+use sluice_breaker::Outcome;
 
 /// A response body from the proxy.
 pub struct ProxyBody {
@@ -136,6 +137,7 @@ impl Body for ProxyBody {
                 match &frame {
                     Poll::Ready(None) => {
                         *finished = true;
+                        in_flight.body_ended();
                         if let Some(capture) = capture.take() {
                             capture.finish();
                         }
@@ -154,6 +156,7 @@ impl Body for ProxyBody {
                         }
                         // Servers stop polling a body that says it has ended.
                         if body.is_end_stream() {
+                            in_flight.body_ended();
                             if let Some(capture) = capture.take() {
                                 capture.finish();
                             }
@@ -226,11 +229,13 @@ impl Drop for ProxyBody {
             body,
             lease,
             finished,
+            _in_flight: in_flight,
             ..
         } = &mut self.inner
         {
             // Servers stop polling a body that says it has ended.
             if *finished || body.is_end_stream() {
+                in_flight.body_ended();
                 if let Some(lease) = lease.take() {
                     lease.release();
                 }
@@ -248,32 +253,96 @@ impl std::fmt::Debug for ProxyBody {
     }
 }
 
-/// A request body on its way to an upstream.
+/// A request body on its way to an upstream. A client's body carries what
+/// is left of `proxy.limits.max_request_body_bytes`: a frame past it fails
+/// the body with [`RequestBodyError::TooLarge`] (hyper then aborts the
+/// upstream request) before the mirror's copy sees it.
 pub(crate) enum RequestBody {
     /// The client's, streamed through.
-    Client(Incoming),
+    Client { body: Incoming, budget: Budget },
     /// The client's, streamed through and copied for a mirror (boxed: rare).
     Tee {
         body: Incoming,
         tee: Option<Box<RequestTee>>,
+        budget: Budget,
     },
     /// A complete copy (a mirror's); None when empty or sent.
     Buffered(Option<Bytes>),
 }
 
+/// Why a request body on its way to an upstream failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RequestBodyError {
+    /// The client's body failed (the client went away or sent garbage).
+    #[error(transparent)]
+    Client(#[from] hyper::Error),
+    /// The client's body grew past `proxy.limits.max_request_body_bytes`.
+    #[error("the request body is larger than {limit} bytes (proxy.limits.max_request_body_bytes)")]
+    TooLarge { limit: u64 },
+}
+
+/// What a client's request body may still bring under
+/// `proxy.limits.max_request_body_bytes`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Budget {
+    left: u64,
+    max: u64,
+}
+
+// === impl Budget ===
+
+impl Budget {
+    pub(crate) fn new(max_bytes: u64) -> Budget {
+        Budget {
+            left: max_bytes,
+            max: max_bytes,
+        }
+    }
+
+    /// Takes `frame`'s data from what is left, or says it is too large.
+    fn take(&mut self, frame: &Frame<Bytes>) -> Result<(), RequestBodyError> {
+        let Some(data) = frame.data_ref() else {
+            return Ok(());
+        };
+        match self.left.checked_sub(data.len() as u64) {
+            Some(rest) => {
+                self.left = rest;
+                Ok(())
+            }
+            None => Err(RequestBodyError::TooLarge { limit: self.max }),
+        }
+    }
+}
+
 // === impl RequestBody ===
+
+impl RequestBody {
+    /// The client's body, allowed `max_bytes` in all.
+    pub(crate) fn client(body: Incoming, max_bytes: u64) -> RequestBody {
+        RequestBody::Client {
+            body,
+            budget: Budget::new(max_bytes),
+        }
+    }
+}
 
 impl Body for RequestBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = RequestBodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, RequestBodyError>>> {
         match self.get_mut() {
-            RequestBody::Client(body) => Pin::new(body).poll_frame(cx),
-            RequestBody::Tee { body, tee } => {
+            RequestBody::Client { body, budget } => {
+                let frame = Pin::new(&mut *body).poll_frame(cx);
+                if let Poll::Ready(Some(Ok(frame))) = &frame {
+                    budget.take(frame)?;
+                }
+                frame.map_err(RequestBodyError::Client)
+            }
+            RequestBody::Tee { body, tee, budget } => {
                 let frame = Pin::new(&mut *body).poll_frame(cx);
                 match &frame {
                     Poll::Ready(None) => {
@@ -282,6 +351,11 @@ impl Body for RequestBody {
                         }
                     }
                     Poll::Ready(Some(Ok(frame))) => {
+                        if let Err(error) = budget.take(frame) {
+                            // No copy: the mirror counts it as dropped.
+                            *tee = None;
+                            return Poll::Ready(Some(Err(error)));
+                        }
                         if let (Some(tee), Some(data)) = (tee.as_mut(), frame.data_ref()) {
                             tee.push(data);
                         }
@@ -294,7 +368,7 @@ impl Body for RequestBody {
                     Poll::Ready(Some(Err(_))) => *tee = None,
                     Poll::Pending => {}
                 }
-                frame
+                frame.map_err(RequestBodyError::Client)
             }
             RequestBody::Buffered(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
         }
@@ -302,14 +376,16 @@ impl Body for RequestBody {
 
     fn is_end_stream(&self) -> bool {
         match self {
-            RequestBody::Client(body) | RequestBody::Tee { body, .. } => body.is_end_stream(),
+            RequestBody::Client { body, .. } | RequestBody::Tee { body, .. } => {
+                body.is_end_stream()
+            }
             RequestBody::Buffered(bytes) => bytes.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            RequestBody::Client(body) | RequestBody::Tee { body, .. } => body.size_hint(),
+            RequestBody::Client { body, .. } | RequestBody::Tee { body, .. } => body.size_hint(),
             RequestBody::Buffered(bytes) => {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
             }
@@ -327,6 +403,18 @@ pub(crate) struct InFlight {
     /// The request already counts as an error (a 5xx head): a body that
     /// fails after it is not a second one.
     pub(crate) counted_as_error: bool,
+    /// The breaker's call, when its head was a success: its outcome waits
+    /// for the body's end (success) or failure. Dropped unreported (nothing
+    /// counted) when the client goes away first.
+    pub(crate) call: Option<PendingCall>,
+}
+
+/// A breaker call whose head was a success, and how long that head took
+/// (the duration the slow-call rule judges, so that a long stream is not
+/// a slow call).
+pub(crate) struct PendingCall {
+    pub(crate) guard: CallGuard,
+    pub(crate) head_ms: u64,
 }
 
 // === impl InFlight ===
@@ -341,15 +429,32 @@ impl InFlight {
             request_slot: None,
             connection_slot: None,
             counted_as_error: false,
+            call: None,
         }
     }
 }
 
 impl InFlight {
-    /// Counts the request as failed by its upstream's body, once.
+    /// Counts the request as failed by its upstream's body, once, for
+    /// the metrics and for the breaker.
     fn body_failed(&mut self, kind: ErrorKind) {
         if !std::mem::replace(&mut self.counted_as_error, true) {
             self.version.record_body_failure(kind);
+        }
+        if let Some(PendingCall { guard, head_ms }) = self.call.take() {
+            let outcome = match (guard.policy.error_fails(kind), kind) {
+                (false, _) => Outcome::Success,
+                (true, ErrorKind::Timeout) => Outcome::Timeout,
+                (true, _) => Outcome::Failure,
+            };
+            guard.finish(outcome, head_ms);
+        }
+    }
+
+    /// The upstream's body ended cleanly: the breaker's call succeeded.
+    fn body_ended(&mut self) {
+        if let Some(PendingCall { guard, head_ms }) = self.call.take() {
+            guard.finish(Outcome::Success, head_ms);
         }
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Response, StatusCode};
 
-use crate::body::ProxyBody;
+use crate::body::{ProxyBody, RequestBodyError};
 use crate::metrics::ErrorKind;
 use crate::pool::SendError;
 use crate::table::Slot;
@@ -84,6 +84,9 @@ pub enum ProxyError {
     /// The client's request body failed (the client went away or sent garbage).
     #[error("sluice: the request body to {upstream} failed: {cause}")]
     ClientBody { upstream: Upstream, cause: String },
+    /// The request body is larger than `proxy.limits.max_request_body_bytes`.
+    #[error("sluice: the request body is larger than {limit} bytes (proxy.limits.max_request_body_bytes)")]
+    BodyTooLarge { limit: u64 },
 }
 
 // === impl ProxyError ===
@@ -107,6 +110,13 @@ impl ProxyError {
             }
             SendError::Hyper(error) => error,
         };
+        let too_large = sources(&error).find_map(|e| match e.downcast_ref() {
+            Some(RequestBodyError::TooLarge { limit }) => Some(*limit),
+            _ => None,
+        });
+        if let Some(limit) = too_large {
+            return ProxyError::BodyTooLarge { limit };
+        }
         let from_client_body = error.is_user();
         let cause = causes(&error);
         if tls_failure(&error) {
@@ -143,6 +153,7 @@ impl ProxyError {
             | ProxyError::Overflow { .. }
             | ProxyError::Recreating { .. }
             | ProxyError::ClientBody { .. }
+            | ProxyError::BodyTooLarge { .. }
             | ProxyError::Internal(_) => None,
             ProxyError::ConnectRefused(_)
             | ProxyError::ConnectTimeout { .. }
@@ -162,6 +173,7 @@ impl ProxyError {
             | ProxyError::Recreating { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::ClientBody { .. } => StatusCode::BAD_REQUEST,
+            ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_GATEWAY,
         }
@@ -176,6 +188,7 @@ impl ProxyError {
             ProxyError::Overflow { .. } => "overflow",
             ProxyError::Recreating { .. } => "recreating",
             ProxyError::ClientBody { .. } => "client",
+            ProxyError::BodyTooLarge { .. } => "body_too_large",
             other => other.kind().map_or("internal", ErrorKind::label),
         }
     }

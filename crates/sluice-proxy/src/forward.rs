@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use http::header::HOST;
 use http::uri::Parts;
 use http::{HeaderValue, Method, Request, Response, Uri, Version};
+use http_body::Body as _;
 use hyper::body::Incoming;
 use sluice_model::ProxyConfig;
 
@@ -17,7 +18,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use sluice_breaker::Outcome;
 
-use crate::body::{InFlight, ProxyBody, RequestBody};
+use crate::body::{InFlight, PendingCall, ProxyBody, RequestBody};
 use crate::breakers::{Admit, BreakerCell, CompiledPolicy, Overflow, StaleCache};
 use crate::choose::choose_slot;
 use crate::error::{ProxyError, Upstream};
@@ -33,6 +34,8 @@ pub(crate) struct Upstreams {
     pub(crate) upstream_timeout: Duration,
     /// Longest wait for the next piece of a response body.
     body_timeout: Duration,
+    /// `proxy.limits.max_request_body_bytes`.
+    pub(crate) max_request_body_bytes: u64,
 }
 
 // === impl Upstreams ===
@@ -44,6 +47,7 @@ impl Upstreams {
             connect_timeout: config.connect_timeout,
             upstream_timeout: config.upstream_timeout,
             body_timeout: config.upstream_body_timeout,
+            max_request_body_bytes: config.limits.max_request_body_bytes,
         }
     }
 }
@@ -57,6 +61,13 @@ pub(crate) async fn handle(
 ) -> Response<ProxyBody> {
     let start = Instant::now();
     let (mut parts, body) = request.into_parts();
+    // A Content-Length over the limit: refused before any upstream is asked.
+    if body.size_hint().lower() > upstreams.max_request_body_bytes {
+        return ProxyError::BodyTooLarge {
+            limit: upstreams.max_request_body_bytes,
+        }
+        .into_response();
+    }
 
     // HTTP/2 (and HTTP/1 absolute-form) carry the host in the URI; else the Host header.
     let host = match parts.uri.authority() {
@@ -174,7 +185,10 @@ pub(crate) async fn handle(
         (Slot::Stable, Some(mirror), Some(canary)) if parts.method != Method::CONNECT => {
             mirror.start(&parts, body, canary, upstreams)
         }
-        _ => (RequestBody::Client(body), None),
+        _ => (
+            RequestBody::client(body, upstreams.max_request_body_bytes),
+            None,
+        ),
     };
     let sent = upstreams
         .connector
@@ -188,7 +202,15 @@ pub(crate) async fn handle(
             version.metrics.record(elapsed, kind);
             in_flight.counted_as_error = kind.is_some();
             if let Some(call) = call {
-                call.finish_status(status.as_u16(), millis(elapsed));
+                // A failing status is the outcome; a good head waits for its body.
+                if call.policy.status_fails(status.as_u16()) {
+                    call.finish(Outcome::Failure, millis(elapsed));
+                } else {
+                    in_flight.call = Some(PendingCall {
+                        guard: call,
+                        head_ms: millis(elapsed),
+                    });
+                }
             }
             let (mut parts, body) = response.into_parts();
             strip_hop_by_hop(&mut parts.headers);

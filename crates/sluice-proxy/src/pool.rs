@@ -401,7 +401,7 @@ mod tests {
                 async move {
                     let hold = request.uri().path() == "/hold";
                     let (response, lease) = connector
-                        .send(&endpoint, request.map(RequestBody::Client))
+                        .send(&endpoint, request.map(|b| RequestBody::client(b, u64::MAX)))
                         .await
                         .unwrap();
                     if hold {

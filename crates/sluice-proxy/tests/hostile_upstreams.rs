@@ -127,3 +127,59 @@ async fn upstream_garbage_opens_the_breaker() {
     );
     proxy.stop().await;
 }
+
+/// Sends GETs through a breaker with `failure_threshold: 2` to an upstream
+/// that answers a 200 head and then fails its body `how`: each client sees
+/// a 200 whose body fails, and after two of them the breaker is open.
+async fn failing_bodies_open_the_breaker(how: Misbehaviour) {
+    let (stable, heads) = raw_upstream(how).await;
+    let config = format!(
+        "{}\n    breaker: {{ policy: strict }}\nproxy: {{ upstream_body_timeout: 300ms }}\nbreakers: {{ policies: {{ strict: {{ failure_threshold: 2, open_duration: 60s }} }} }}\n",
+        one_service(stable, "").trim_end()
+    );
+    let proxy = start_proxy(&config, HashMap::new()).await;
+    let client = client();
+    for _ in 0..2 {
+        let request = http::Request::get(proxy.url("/"))
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap();
+        let response = with_patience(client.request(request)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = with_patience(response.into_body().collect()).await;
+        assert!(body.is_err(), "the cut body must not look complete");
+    }
+    // The body's failure reaches the breaker when the proxy sees it, which
+    // may be a moment after the client does.
+    eventually("the breaker opened on the failed bodies", || {
+        proxy
+            .metrics
+            .breakers()
+            .list()
+            .iter()
+            .any(|b| b.state == sluice_breaker::State::Open)
+    })
+    .await;
+    let answer = get(&client, &proxy.url("/"), "h", &[]).await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(answer.headers["x-sluice-error"], "breaker_open");
+    assert_eq!(
+        heads.load(SeqCst),
+        2,
+        "the open breaker kept the third away"
+    );
+    proxy.stop().await;
+}
+
+/// A body reset after a 200 head is a failure for the breaker, not the
+/// success its head looked like.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_reset_after_a_200_head_open_the_breaker() {
+    failing_bodies_open_the_breaker(Misbehaviour::ResetBody).await;
+}
+
+/// A body cut by `proxy.upstream_body_timeout` after a 200 head is a
+/// failure (a timeout) for the breaker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_stalled_after_a_200_head_open_the_breaker() {
+    failing_bodies_open_the_breaker(Misbehaviour::StallBody).await;
+}

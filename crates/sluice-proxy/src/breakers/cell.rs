@@ -242,16 +242,6 @@ impl CallGuard {
             self.cell.note(&transition, &self.policy);
         }
     }
-
-    /// Reports an upstream answer with this status.
-    pub(crate) fn finish_status(self, status: u16, duration_ms: u64) {
-        let outcome = if self.policy.status_fails(status) {
-            Outcome::Failure
-        } else {
-            Outcome::Success
-        };
-        self.finish(outcome, duration_ms);
-    }
 }
 
 impl Drop for CallGuard {

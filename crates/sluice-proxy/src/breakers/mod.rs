@@ -30,7 +30,7 @@ use serde::Serialize;
 use sluice_breaker::{Counters, Mode, State, Transition};
 use sluice_model::{BreakersConfig, FieldError, PolicySpec, Service, DEFAULT_POLICY};
 
-pub(crate) use cell::{Admit, BreakerCell};
+pub(crate) use cell::{Admit, BreakerCell, CallGuard};
 pub(crate) use limits::{ConnectionSlot, Overflow, RequestSlot, VersionLimits};
 pub(crate) use stale::{Capture, StaleCache};
 

@@ -32,7 +32,7 @@ use sluice_model::MirrorSpec;
 use tokio::sync::oneshot;
 
 use crate::balance::EndpointState;
-use crate::body::{InFlight, RequestBody};
+use crate::body::{Budget, InFlight, RequestBody};
 use crate::forward::Upstreams;
 use crate::metrics::{ErrorKind, VersionMetrics};
 use crate::pool::{Connector, SendError};
@@ -127,22 +127,37 @@ impl MirrorRoute {
         upstreams: &Upstreams,
     ) -> (RequestBody, Option<StableSide>) {
         if self.percent_bp < 10_000 && rng::below(10_000) >= self.percent_bp {
-            return (RequestBody::Client(body), None);
+            return (
+                RequestBody::client(body, upstreams.max_request_body_bytes),
+                None,
+            );
         }
         let size = body.size_hint();
         if size.lower() > self.max_body_bytes as u64 {
             self.counters.drop_one(Dropped::BodySize);
-            return (RequestBody::Client(body), None);
+            return (
+                RequestBody::client(body, upstreams.max_request_body_bytes),
+                None,
+            );
         }
         let Some(slot) = self.counters.enter(self.max_in_flight) else {
-            return (RequestBody::Client(body), None);
+            return (
+                RequestBody::client(body, upstreams.max_request_body_bytes),
+                None,
+            );
         };
         let Some(endpoint) = canary.pool.pick().cloned() else {
             self.counters.drop_one(Dropped::Error);
-            return (RequestBody::Client(body), None);
+            return (
+                RequestBody::client(body, upstreams.max_request_body_bytes),
+                None,
+            );
         };
         let (body, mirror_body) = if body.is_end_stream() {
-            (RequestBody::Client(body), MirrorBody::Ready(Bytes::new()))
+            (
+                RequestBody::client(body, upstreams.max_request_body_bytes),
+                MirrorBody::Ready(Bytes::new()),
+            )
         } else {
             let (done, copied) = oneshot::channel();
             let tee = RequestTee::new(self.max_body_bytes, done);
@@ -150,6 +165,7 @@ impl MirrorRoute {
                 RequestBody::Tee {
                     body,
                     tee: Some(Box::new(tee)),
+                    budget: Budget::new(upstreams.max_request_body_bytes),
                 },
                 MirrorBody::Copying(copied),
             )

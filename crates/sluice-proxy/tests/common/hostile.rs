@@ -123,6 +123,11 @@ pub enum Misbehaviour {
     Hang,
     /// Sends a head announcing 1000 bytes, then 10 of them, then nothing.
     StallBody,
+    /// Sends a head announcing 1000 bytes, then 10 of them, then a TCP reset.
+    ResetBody,
+    /// Answers a 200 with a chunked body `hello` at once, without reading
+    /// the request body, then waits (never ends its body).
+    AnswerEarly,
 }
 
 /// A TCP upstream that reads a request head and misbehaves; counts heads read.
@@ -161,6 +166,23 @@ pub async fn raw_upstream(how: Misbehaviour) -> (SocketAddr, Arc<AtomicUsize>) {
                             .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n0123456789")
                             .await;
                         tokio::time::sleep(PATIENCE).await;
+                    }
+                    Misbehaviour::AnswerEarly => {
+                        let _ = stream
+                            .write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n")
+                            .await;
+                        // Reads (and drops) the request body until it ends or breaks.
+                        let mut sink = [0u8; 4096];
+                        while let Ok(1..) = stream.read(&mut sink).await {}
+                    }
+                    Misbehaviour::ResetBody => {
+                        let _ = stream
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n0123456789")
+                            .await;
+                        let _ = stream.flush().await;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        let _ = stream.set_zero_linger();
+                        drop(stream);
                     }
                 }
             });
