@@ -544,12 +544,7 @@ pub fn promtool_check_metrics(text: &str) {
 /// A canary service config; `rollout` is the YAML of the rollout block (indented 4 spaces).
 pub fn service_config(stable: &str, canary: &str, rollout: &str) -> String {
     format!(
-        r#"listeners:
-  - address: 127.0.0.1:0
-admin:
-  address: 127.0.0.1:0
-store: sluice.db
-services:
+        r#"{CONFIG_HEAD}services:
   - name: web
     versions:
       stable: {{ endpoints: ["{stable}"] }}
@@ -646,4 +641,7 @@ impl HookReceiver {
     }
 }
 
+mod config;
 pub mod prometheus;
+
+pub use config::*;
