@@ -21,129 +21,16 @@ WARMUP=${WARMUP:-2}
 ROUNDS=${ROUNDS:-1}
 CONNECTIONS=${CONNECTIONS:-32}
 SKIP_SLUICE=${SKIP_SLUICE:-0}
-HOST=127.0.0.1 # the only address this script ever sends to or listens on
 
-export PATH="$PATH:/usr/sbin:/sbin"
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-
-log() { echo "bench-proxy: $*" >&2; }
-die() {
-    log "error: $*"
-    exit 1
-}
-
-# === processes, stopped by PID on exit ===
-
-PIDS=()
-TMP=""
-cleanup() {
-    local pid deadline
-    for pid in "${PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    deadline=$((SECONDS + 5))
-    for pid in "${PIDS[@]}"; do
-        while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do
-            sleep 0.1
-        done
-        if kill -0 "$pid" 2>/dev/null; then
-            log "pid $pid did not stop in time; killing it"
-            kill -KILL "$pid" 2>/dev/null || true
-        fi
-    done
-    if [[ -n "$TMP" && -d "$TMP" ]]; then
-        if [[ "${KEEP_TMP:-0}" == 1 ]]; then
-            log "kept $TMP"
-        else
-            rm -rf "$TMP"
-        fi
-    fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# Starts "$@" in the background, pinned to core $1; remembers its PID.
-start_pinned() {
-    local core=$1 logfile=$2
-    shift 2
-    taskset -c "$core" "$@" >"$logfile" 2>&1 &
-    PIDS+=("$!")
-}
-
-# === tools ===
-
-install_missing() {
-    local missing=()
-    command -v nginx >/dev/null || missing+=(nginx)
-    command -v haproxy >/dev/null || missing+=(haproxy)
-    command -v wrk >/dev/null || missing+=(wrk)
-    command -v taskset >/dev/null || missing+=(util-linux)
-    ((${#missing[@]} == 0)) && return
-    log "installing ${missing[*]}"
-    local sudo=()
-    ((EUID == 0)) || sudo=(sudo)
-    "${sudo[@]}" apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-}
-
-# A port on 127.0.0.1 that nothing answers on (and that this run has not handed out).
-USED_PORTS=" "
-free_port() {
-    local port tries
-    for tries in $(seq 1 200); do
-        port=$((20000 + RANDOM % 30000))
-        [[ "$USED_PORTS" == *" $port "* ]] && continue
-        if ! (exec 3<>"/dev/tcp/$HOST/$port") 2>/dev/null; then
-            USED_PORTS+="$port "
-            echo "$port"
-            return
-        fi
-    done
-    die "no free port found on $HOST"
-}
-
-# Waits (at most 15 s) until http://127.0.0.1:$1/ answers 200.
-wait_http_ok() {
-    local port=$1 name=$2 deadline=$((SECONDS + 15)) status
-    while ((SECONDS < deadline)); do
-        status=$(timeout 2 bash -c "exec 3<>/dev/tcp/$HOST/$port &&
-            printf 'GET / HTTP/1.0\r\nHost: bench.local\r\n\r\n' >&3 && head -n1 <&3" 2>/dev/null || true)
-        if [[ "$status" == *" 200"* ]]; then
-            return
-        fi
-        sleep 0.2
-    done
-    die "$name on $HOST:$port did not answer 200 within 15s (last status: ${status:-none}); see $TMP"
-}
+SCRIPT=bench-proxy
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # === configs ===
-
-# What both nginx configs (upstream and proxy) share: one worker, no logs,
-# long keep-alive, temp paths inside their own folder.
-nginx_head() {
-    local dir=$1
-    cat <<EOF
-worker_processes 1;
-daemon off;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    keepalive_timeout 75s;
-    keepalive_requests 1000000;
-    client_body_temp_path $dir/body;
-    proxy_temp_path $dir/proxy;
-    fastcgi_temp_path $dir/fastcgi;
-    uwsgi_temp_path $dir/uwsgi;
-    scgi_temp_path $dir/scgi;
-EOF
-}
 
 write_upstream_nginx() {
     local dir=$TMP/upstream
     mkdir -p "$dir"
-    { nginx_head "$dir"; cat <<EOF
+    { nginx_head "$dir" 4096 75s; cat <<EOF
     server {
         listen $HOST:$UPSTREAM_PORT;
         location / {
@@ -159,7 +46,7 @@ EOF
 write_proxy_nginx() {
     local dir=$TMP/nginx
     mkdir -p "$dir"
-    { nginx_head "$dir"; cat <<EOF
+    { nginx_head "$dir" 4096 75s; cat <<EOF
     upstream bench {
         server $HOST:$UPSTREAM_PORT;
         keepalive 64;
@@ -201,11 +88,7 @@ EOF
 write_proxy_sluice() {
     mkdir -p "$TMP/sluice"
     cat >"$TMP/sluice/sluice.yaml" <<EOF
-listeners:
-  - address: $HOST:$SLUICE_PORT
-admin:
-  address: $HOST:$SLUICE_ADMIN_PORT
-store: $TMP/sluice/sluice.db
+$(sluice_config_head "$SLUICE_PORT" "$SLUICE_ADMIN_PORT" "$TMP/sluice/sluice.db")
 services:
   - name: bench
     versions:
@@ -250,14 +133,9 @@ median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]
 # === main ===
 
 [[ "$(uname -s)" == Linux ]] || die "needs Linux (taskset)"
-install_missing
+install_missing nginx:nginx haproxy:haproxy wrk:wrk taskset:util-linux curl:curl
 if [[ "$SKIP_SLUICE" != 1 ]]; then
-    if [[ -z "${SLUICE_BIN:-}" ]]; then
-        log "building sluice (release)"
-        (cd "$ROOT" && cargo build --release -p sluice)
-        SLUICE_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/sluice"
-    fi
-    [[ -x "$SLUICE_BIN" ]] || die "no sluice binary at $SLUICE_BIN"
+    build_sluice
 fi
 
 TMP=$(mktemp -d -t sluice-bench.XXXXXX)
@@ -271,7 +149,7 @@ write_upstream_nginx
 write_proxy_nginx
 write_proxy_haproxy
 start_pinned 0 "$TMP/upstream/stdout.log" nginx -p "$TMP/upstream" -c "$TMP/upstream/nginx.conf" -e "$TMP/upstream/error.log"
-wait_http_ok "$UPSTREAM_PORT" "upstream nginx"
+wait_http_ok "$UPSTREAM_PORT" / "upstream nginx"
 start_pinned 1 "$TMP/nginx/stdout.log" nginx -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" -e "$TMP/nginx/error.log"
 start_pinned 1 "$TMP/haproxy/stdout.log" haproxy -db -f "$TMP/haproxy/haproxy.cfg"
 TARGETS=(direct nginx haproxy)
@@ -283,7 +161,7 @@ if [[ "$SKIP_SLUICE" != 1 ]]; then
     PORT[sluice]=$SLUICE_PORT
 fi
 for name in "${TARGETS[@]}"; do
-    wait_http_ok "${PORT[$name]}" "$name"
+    wait_http_ok "${PORT[$name]}" / "$name"
 done
 
 log "upstream $HOST:$UPSTREAM_PORT; proxies on core 1, wrk and upstream on core 0; ${DURATION}s x $ROUNDS round(s), $CONNECTIONS connections"

@@ -18,7 +18,7 @@
 set -euo pipefail
 
 SCRIPT=idle-conns
-source "$(dirname "${BASH_SOURCE[0]}")/soak-lib.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-10000}
 HOLD_SECONDS=${HOLD_SECONDS:-30}
@@ -40,11 +40,7 @@ start_nginx_upstreams "v1:$UPSTREAM_PORT"
 # $1: extra lines under `proxy:`.
 write_config() {
     cat >"$TMP/sluice.yaml" <<EOF
-listeners:
-  - address: $HOST:$PROXY_PORT
-admin:
-  address: $HOST:$ADMIN_PORT
-store: $TMP/sluice.db
+$(sluice_config_head "$PROXY_PORT" "$ADMIN_PORT" "$TMP/sluice.db")
 proxy:
   # hyper applies it to the idle wait between two requests of a keep-alive
   # connection as well: the default 10s would close the connections under test.

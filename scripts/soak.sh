@@ -29,7 +29,7 @@
 set -euo pipefail
 
 SCRIPT=soak
-source "$(dirname "${BASH_SOURCE[0]}")/soak-lib.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 SOAK_SECONDS=${SOAK_SECONDS:-600}
 RELOAD_EVERY=${RELOAD_EVERY:-5}
@@ -58,11 +58,7 @@ start_nginx_upstreams "v1:$V1_PORT" "v2:$V2_PORT" "flaky:$FLAKY_PORT:flaky"
 write_config() {
     local variant=$1
     cat >"$TMP/sluice.yaml.new" <<EOF
-listeners:
-  - address: $HOST:$PROXY_PORT
-admin:
-  address: $HOST:$ADMIN_PORT
-store: $TMP/sluice.db
+$(sluice_config_head "$PROXY_PORT" "$ADMIN_PORT" "$TMP/sluice.db")
 proxy:
   idle_timeout: $((90 + variant))s
   latency_buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, $((5 + variant))]

@@ -2,44 +2,23 @@
 //! connection sees the new certificate, one already open keeps working, and
 //! a broken file is refused (naming it) while the previous pair keeps serving.
 
-use std::path::{Path, PathBuf};
+mod tls_support;
+
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName};
 use sluice_model::TlsConfig;
 use sluice_proxy::ServerCert;
+use tls_support::{connect, der, fixture, install, presented};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::client::TlsStream;
-use tokio_rustls::rustls;
 
 const PATIENCE: Duration = Duration::from_secs(20);
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
-fn der(name: &str) -> Vec<u8> {
-    CertificateDer::pem_file_iter(fixture(name))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .to_vec()
-}
-
-/// Copies a fixture pair (`localhost` or `localhost-b`) over the files in `dir`.
-fn install(dir: &Path, pair: &str) {
-    std::fs::copy(fixture(&format!("{pair}.key")), dir.join("server.key")).unwrap();
-    std::fs::copy(fixture(&format!("{pair}.crt")), dir.join("server.crt")).unwrap();
-}
-
 /// An echo server over TLS with `cert`'s acceptor.
-async fn serve(cert: &Arc<ServerCert>) -> std::net::SocketAddr {
+async fn serve(cert: &Arc<ServerCert>) -> SocketAddr {
     let acceptor = cert.acceptor().unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -62,30 +41,17 @@ async fn serve(cert: &Arc<ServerCert>) -> std::net::SocketAddr {
     addr
 }
 
-/// A client trusting both test certificates.
-async fn connect(addr: std::net::SocketAddr) -> TlsStream<TcpStream> {
-    let mut roots = rustls::RootCertStore::empty();
-    for name in ["localhost.crt", "localhost-b.crt"] {
-        roots.add(CertificateDer::from(der(name))).unwrap();
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let name = ServerName::try_from("localhost").unwrap();
-    tokio::time::timeout(PATIENCE, connector.connect(name, tcp))
-        .await
-        .expect("handshake timed out")
-        .unwrap()
-}
-
-fn presented(tls: &TlsStream<TcpStream>) -> Vec<u8> {
-    tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+/// The `localhost` pair installed as `dir/server.{crt,key}`, loaded and
+/// served by an echo server: the files, the certificate and the address.
+async fn serve_pair(dir: &std::path::Path) -> (TlsConfig, Arc<ServerCert>, SocketAddr) {
+    install(dir, "server", "localhost");
+    let files = TlsConfig {
+        cert: dir.join("server.crt"),
+        key: dir.join("server.key"),
+    };
+    let cert = ServerCert::load(&files).unwrap();
+    let addr = serve(&cert).await;
+    (files, cert, addr)
 }
 
 async fn echo(tls: &mut TlsStream<TcpStream>, text: &[u8]) -> Vec<u8> {
@@ -101,20 +67,14 @@ async fn echo(tls: &mut TlsStream<TcpStream>, text: &[u8]) -> Vec<u8> {
 #[tokio::test]
 async fn a_replaced_certificate_serves_new_connections_and_a_broken_one_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    install(dir.path(), "localhost");
-    let files = TlsConfig {
-        cert: dir.path().join("server.crt"),
-        key: dir.path().join("server.key"),
-    };
-    let cert = ServerCert::load(&files).unwrap();
-    let addr = serve(&cert).await;
-    let mut old = connect(addr).await;
+    let (files, cert, addr) = serve_pair(dir.path()).await;
+    let mut old = connect(addr, &[]).await;
     assert_eq!(presented(&old), der("localhost.crt"));
     assert!(!cert.reload_if_changed().unwrap(), "nothing changed yet");
 
-    install(dir.path(), "localhost-b");
+    install(dir.path(), "server", "localhost-b");
     assert!(cert.reload_if_changed().unwrap());
-    let new = connect(addr).await;
+    let new = connect(addr, &[]).await;
     assert_eq!(presented(&new), der("localhost-b.crt"));
     assert_eq!(echo(&mut old, b"still here").await, b"still here");
 
@@ -122,7 +82,7 @@ async fn a_replaced_certificate_serves_new_connections_and_a_broken_one_is_refus
     std::fs::write(&files.cert, "-----BEGIN CERTIFICATE-----\nbroken\n").unwrap();
     let error = cert.reload_if_changed().unwrap_err().to_string();
     assert!(error.contains("server.crt"), "{error}");
-    assert_eq!(presented(&connect(addr).await), der("localhost-b.crt"));
+    assert_eq!(presented(&connect(addr, &[]).await), der("localhost-b.crt"));
     // Reported once, not at every look.
     assert!(!cert.reload_if_changed().unwrap());
 
@@ -131,26 +91,20 @@ async fn a_replaced_certificate_serves_new_connections_and_a_broken_one_is_refus
     std::fs::copy(fixture("localhost-b.key"), &files.key).unwrap();
     let error = cert.reload_if_changed().unwrap_err().to_string();
     assert!(error.contains("not usable together"), "{error}");
-    assert_eq!(presented(&connect(addr).await), der("localhost-b.crt"));
+    assert_eq!(presented(&connect(addr, &[]).await), der("localhost-b.crt"));
 }
 
 #[tokio::test]
 async fn the_watcher_picks_up_a_new_certificate_on_its_own() {
     let dir = tempfile::tempdir().unwrap();
-    install(dir.path(), "localhost");
-    let files = TlsConfig {
-        cert: dir.path().join("server.crt"),
-        key: dir.path().join("server.key"),
-    };
-    let cert = ServerCert::load(&files).unwrap();
-    let addr = serve(&cert).await;
+    let (_files, cert, addr) = serve_pair(dir.path()).await;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let watcher = tokio::spawn(cert.clone().watch(Duration::from_millis(50), async move {
         let _ = stopped.await;
     }));
-    install(dir.path(), "localhost-b");
+    install(dir.path(), "server", "localhost-b");
     let deadline = Instant::now() + PATIENCE;
-    while presented(&connect(addr).await) != der("localhost-b.crt") {
+    while presented(&connect(addr, &[]).await) != der("localhost-b.crt") {
         assert!(
             Instant::now() < deadline,
             "the new certificate was never served"

@@ -12,12 +12,7 @@ use common::*;
 /// the file sets to open after `failures` consecutive failures.
 fn config(upstream: &str, failures: u32) -> String {
     format!(
-        r#"listeners:
-  - address: 127.0.0.1:0
-admin:
-  address: 127.0.0.1:0
-store: sluice.db
-breakers:
+        r#"{CONFIG_HEAD}breakers:
   policies:
     default:
       failure_threshold: {failures}
@@ -34,40 +29,31 @@ services:
     )
 }
 
-async fn failure_threshold(client: &HttpClient, sluice: &Sluice) -> Option<u64> {
-    let policy = admin_json(client, sluice.admin, "/api/v1/breakers/policies/default").await;
-    policy["policy"]["failure_threshold"].as_u64()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_policy_replaced_through_the_api_survives_a_restart_until_the_file_changes() {
     let upstream = Upstream::start("api").await;
     let dir = tempfile::tempdir().unwrap();
     let client = client();
     let sluice = Sluice::start(dir.path(), &config(&upstream.endpoint(), 5));
-    assert_eq!(failure_threshold(&client, &sluice).await, Some(5));
+    assert_eq!(
+        default_failure_threshold(&client, sluice.admin).await,
+        Some(5)
+    );
 
-    let file = dir.path().join("strict.yaml");
-    std::fs::write(
-        &file,
-        "failure_threshold: 2\nerror_rate_threshold: null\nopen_duration: 1m\nmax_open_duration: 1m\n",
-    )
-    .unwrap();
-    let output = sluice.cli(&[
-        "breakers",
-        "set-policy",
-        "default",
-        "--file",
-        file.to_str().unwrap(),
-    ]);
-    assert!(output.status.success(), "{output:?}");
-    assert_eq!(failure_threshold(&client, &sluice).await, Some(2));
+    sluice.set_policy("default", "failure_threshold: 2\nerror_rate_threshold: null\nopen_duration: 1m\nmax_open_duration: 1m\n");
+    assert_eq!(
+        default_failure_threshold(&client, sluice.admin).await,
+        Some(2)
+    );
     sluice.kill9();
 
     // Restarted on the same file and store: the replaced policy is served,
     // and it is what the breaker applies (two failures open it).
     let sluice = Sluice::start_existing(dir.path());
-    assert_eq!(failure_threshold(&client, &sluice).await, Some(2));
+    assert_eq!(
+        default_failure_threshold(&client, sluice.admin).await,
+        Some(2)
+    );
     upstream.behaviour.fail_every.store(1, Ordering::Relaxed);
     for _ in 0..2 {
         assert_eq!(fetch(&client, sluice.proxy, "/", &[]).await.status, 500);
@@ -84,6 +70,9 @@ async fn a_policy_replaced_through_the_api_survives_a_restart_until_the_file_cha
 
     // A new `breakers` section in the file wins over the stored policy.
     let sluice = Sluice::start(dir.path(), &config(&upstream.endpoint(), 4));
-    assert_eq!(failure_threshold(&client, &sluice).await, Some(4));
+    assert_eq!(
+        default_failure_threshold(&client, sluice.admin).await,
+        Some(4)
+    );
     sluice.kill9();
 }

@@ -21,12 +21,7 @@ use serde_json::Value;
 /// the service and the `policies:` block (both YAML, indented to fit).
 fn config(upstream: &str, service_breaker: &str, policies: &str) -> String {
     format!(
-        r#"listeners:
-  - address: 127.0.0.1:0
-admin:
-  address: 127.0.0.1:0
-store: sluice.db
-breakers:
+        r#"{CONFIG_HEAD}breakers:
   policies:
 {policies}
 services:
@@ -450,16 +445,7 @@ async fn policies_are_replaced_live_and_a_bad_one_is_refused() {
     sluice.cli(&["breakers", "reset", "api:stable"]);
 
     // A new policy from a file through the CLI: two failures now.
-    let file = sluice.dir.join("strict.yaml");
-    std::fs::write(&file, "failure_threshold: 2\nerror_rate_threshold: null\nopen_duration: 1m\nmax_open_duration: 1m\n").unwrap();
-    let output = sluice.cli(&[
-        "breakers",
-        "set-policy",
-        "default",
-        "--file",
-        file.to_str().unwrap(),
-    ]);
-    assert!(output.status.success(), "{output:?}");
+    sluice.set_policy("default", "failure_threshold: 2\nerror_rate_threshold: null\nopen_duration: 1m\nmax_open_duration: 1m\n");
     for _ in 0..2 {
         assert_eq!(fetch(&client, sluice.proxy, "/", &[]).await.status, 500);
     }
@@ -486,12 +472,7 @@ async fn a_breaker_trip_on_the_canary_rolls_the_rollout_back() {
     canary.behaviour.fail_every.store(1, Ordering::Relaxed);
     let dir = tempfile::tempdir().unwrap();
     let config = format!(
-        r#"listeners:
-  - address: 127.0.0.1:0
-admin:
-  address: 127.0.0.1:0
-store: sluice.db
-breakers:
+        r#"{CONFIG_HEAD}breakers:
   policies:
     default: {{ failure_threshold: 3, error_rate_threshold: null, open_duration: 1m }}
 services:

@@ -525,17 +525,6 @@ async fn three_nodes_on_three_etcd_members_survive_a_member_and_the_leader_dying
     }
 }
 
-/// The failure threshold of the `default` breaker policy a node serves.
-async fn failure_threshold(client: &HttpClient, node: &Node) -> Option<u64> {
-    let policy = admin_json(
-        client,
-        node.sluice.admin,
-        "/api/v1/breakers/policies/default",
-    )
-    .await;
-    policy["policy"]["failure_threshold"].as_u64()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_breaker_policy_replaced_through_one_node_is_served_by_every_node() {
     let etcd = Etcd::start();
@@ -545,29 +534,34 @@ async fn a_breaker_policy_replaced_through_one_node_is_served_by_every_node() {
     let b = start_node("b", &config);
     let client = client();
     elected(&client, &[&a, &b]).await;
-    assert_ne!(failure_threshold(&client, &b).await, Some(2));
+    assert_ne!(
+        default_failure_threshold(&client, b.sluice.admin).await,
+        Some(2)
+    );
 
-    let file = a._dir.path().join("strict.yaml");
-    std::fs::write(&file, "failure_threshold: 2\nerror_rate_threshold: null\n").unwrap();
-    let output = a.sluice.cli(&[
-        "breakers",
-        "set-policy",
+    a.sluice.set_policy(
         "default",
-        "--file",
-        file.to_str().unwrap(),
-    ]);
-    assert!(output.status.success(), "{output:?}");
-    assert_eq!(failure_threshold(&client, &a).await, Some(2));
+        "failure_threshold: 2\nerror_rate_threshold: null\n",
+    );
+    assert_eq!(
+        default_failure_threshold(&client, a.sluice.admin).await,
+        Some(2)
+    );
     // Every node reads the stored policies each second.
     eventually(
         Duration::from_secs(3),
         "node b to serve the policy replaced through node a",
-        || async { (failure_threshold(&client, &b).await == Some(2)).then_some(()) },
+        || async {
+            (default_failure_threshold(&client, b.sluice.admin).await == Some(2)).then_some(())
+        },
     )
     .await;
     // A node that starts later serves it from the start.
     let c = start_node("c", &config);
-    assert_eq!(failure_threshold(&client, &c).await, Some(2));
+    assert_eq!(
+        default_failure_threshold(&client, c.sluice.admin).await,
+        Some(2)
+    );
     a.sluice.kill9();
     b.sluice.kill9();
     c.sluice.kill9();

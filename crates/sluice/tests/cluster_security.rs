@@ -208,23 +208,14 @@ async fn nodes_lead_and_follow_over_tls_as_an_etcd_user() {
 
     // Reads and writes through etcd: a policy stored through one node is
     // served by the other.
-    let file = dirs[0].path().join("strict.yaml");
-    std::fs::write(&file, "failure_threshold: 2\nerror_rate_threshold: null\n").unwrap();
-    let output = a.cli(&[
-        "breakers",
-        "set-policy",
+    a.set_policy(
         "default",
-        "--file",
-        file.to_str().unwrap(),
-    ]);
-    assert!(output.status.success(), "{output:?}");
+        "failure_threshold: 2\nerror_rate_threshold: null\n",
+    );
     eventually(
         Duration::from_secs(5),
         "node b to serve the policy node a stored",
-        || async {
-            let policy = admin_json(&client, b.admin, "/api/v1/breakers/policies/default").await;
-            (policy["policy"]["failure_threshold"] == 2).then_some(())
-        },
+        || async { (default_failure_threshold(&client, b.admin).await == Some(2)).then_some(()) },
     )
     .await;
     a.kill9();

@@ -220,12 +220,7 @@ async fn dashboards_parse_and_every_metric_they_name_is_exposed() {
     // A sluice with a rollout, a breaker and a flag in use exposes them all.
     let (v1, v2) = (Upstream::start("v1").await, Upstream::start("v2").await);
     let config = format!(
-        r#"listeners:
-  - address: 127.0.0.1:0
-admin:
-  address: 127.0.0.1:0
-store: sluice.db
-breakers:
+        r#"{CONFIG_HEAD}breakers:
   policies:
     default: {{ failure_threshold: 3, error_rate_threshold: null, open_duration: 1m }}
 flags:

@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::OwnedFd;
 use std::path::Path;
@@ -15,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{binary, eventually, spawn_load, Upstream};
+use common::{binary, capture_lines, eventually, spawn_load, Upstream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A sluice started on an inherited socket; killed on drop.
@@ -50,14 +49,7 @@ impl Inheriting {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start sluice");
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let writer = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                writer.lock().unwrap().push(line);
-            }
-        });
+        let (log, _) = capture_lines(child.stderr.take().unwrap());
         Inheriting { child, log }
     }
 

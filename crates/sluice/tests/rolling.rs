@@ -21,12 +21,7 @@ fn config(old: &[&Upstream], new: &[&Upstream], rollout: &str) -> String {
             .join(", ")
     };
     format!(
-        r#"listeners:
-  - address: 127.0.0.1:0
-admin:
-  address: 127.0.0.1:0
-store: sluice.db
-services:
+        r#"{CONFIG_HEAD}services:
   - name: web
     versions:
       stable: {{ endpoints: [{}] }}

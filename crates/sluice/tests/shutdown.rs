@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{client, eventually, Sluice};
+use common::{client, eventually, Sluice, CONFIG_HEAD};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -69,12 +69,7 @@ impl HeldUpstream {
 
 fn config(upstream: SocketAddr) -> String {
     format!(
-        r#"listeners:
-  - address: 127.0.0.1:0
-admin:
-  address: 127.0.0.1:0
-store: sluice.db
-proxy:
+        r#"{CONFIG_HEAD}proxy:
   upstream_timeout: 120s
 services:
   - name: web

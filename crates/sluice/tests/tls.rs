@@ -4,79 +4,25 @@
 //! (naming it) and the previous certificate keeps serving.
 
 mod common;
+#[path = "../../sluice-proxy/tests/tls_support/mod.rs"]
+mod tls_support;
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName};
+use tls_support::{der, fixture, install, presented};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
-use tokio_rustls::rustls;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../sluice-proxy/tests/fixtures")
-        .join(name)
-}
-
-fn der(name: &str) -> Vec<u8> {
-    CertificateDer::pem_file_iter(fixture(name))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .to_vec()
-}
-
-/// Copies the fixture pair `pair` to `dir/NAME.crt` and `dir/NAME.key`, key first.
-fn install(dir: &Path, name: &str, pair: &str) {
-    std::fs::copy(
-        fixture(&format!("{pair}.key")),
-        dir.join(format!("{name}.key")),
-    )
-    .unwrap();
-    std::fs::copy(
-        fixture(&format!("{pair}.crt")),
-        dir.join(format!("{name}.crt")),
-    )
-    .unwrap();
-}
-
 /// A TLS connection trusting both test certificates (HTTP/1.1 by ALPN).
 async fn connect(addr: std::net::SocketAddr) -> TlsStream<TcpStream> {
-    let mut roots = rustls::RootCertStore::empty();
-    for name in ["localhost.crt", "localhost-b.crt"] {
-        roots.add(CertificateDer::from(der(name))).unwrap();
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    tokio::time::timeout(
-        WAIT,
-        connector.connect(ServerName::try_from("localhost").unwrap(), tcp),
-    )
-    .await
-    .expect("TLS handshake timed out")
-    .unwrap()
-}
-
-fn presented(tls: &TlsStream<TcpStream>) -> Vec<u8> {
-    tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+    tls_support::connect(addr, &[b"http/1.1"]).await
 }
 
 /// An HTTP/1.1 connection over `tls`, kept open for several requests.

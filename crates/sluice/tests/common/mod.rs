@@ -137,6 +137,23 @@ impl Drop for Upstream {
     }
 }
 
+/// Reads `output` line by line on a thread: every line is kept in the log
+/// returned and sent on the receiver (which may be dropped) as it arrives.
+pub fn capture_lines(
+    output: impl std::io::Read + Send + 'static,
+) -> (Arc<Mutex<Vec<String>>>, std::sync::mpsc::Receiver<String>) {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let log_writer = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(output).lines().map_while(Result::ok) {
+            let _ = tx.send(line.clone());
+            log_writer.lock().unwrap().push(line);
+        }
+    });
+    (log, rx)
+}
+
 /// The real binary, started with `run -c FILE`.
 pub struct Sluice {
     child: Child,
@@ -177,16 +194,7 @@ impl Sluice {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start sluice");
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let log_writer = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line.clone());
-                log_writer.lock().unwrap().push(line);
-            }
-        });
+        let (log, rx) = capture_lines(child.stderr.take().unwrap());
         let (mut proxy, mut admin) = (None, None);
         let deadline = Instant::now() + Duration::from_secs(30);
         // The proxy line comes first when there is one; the admin line last.
@@ -544,12 +552,7 @@ pub fn promtool_check_metrics(text: &str) {
 /// A canary service config; `rollout` is the YAML of the rollout block (indented 4 spaces).
 pub fn service_config(stable: &str, canary: &str, rollout: &str) -> String {
     format!(
-        r#"listeners:
-  - address: 127.0.0.1:0
-admin:
-  address: 127.0.0.1:0
-store: sluice.db
-services:
+        r#"{CONFIG_HEAD}services:
   - name: web
     versions:
       stable: {{ endpoints: ["{stable}"] }}
@@ -646,4 +649,7 @@ impl HookReceiver {
     }
 }
 
+mod config;
 pub mod prometheus;
+
+pub use config::*;

@@ -1,6 +1,7 @@
-# Shared by scripts/soak.sh and scripts/idle-conns.sh (sourced, not run):
-# processes stopped by PID on exit, free ports, Debian tools, an nginx
-# upstream, the sluice binary, and RSS / fd sampling. 127.0.0.1 only.
+# Shared by scripts/soak.sh, scripts/idle-conns.sh and scripts/bench-proxy.sh
+# (sourced, not run; the sourcing script sets SCRIPT, its name in messages):
+# processes stopped by PID on exit, free ports, Debian tools, nginx configs,
+# the sluice binary and its config head, and RSS / fd sampling. 127.0.0.1 only.
 
 HOST=127.0.0.1
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -51,6 +52,13 @@ start_bg() {
     PIDS+=("$LAST_PID")
 }
 
+# Starts "$@" in the background pinned to core $1, with output to $2.
+start_pinned() {
+    local core=$1 logfile=$2
+    shift 2
+    start_bg "$logfile" taskset -c "$core" "$@"
+}
+
 # === tools ===
 
 # Installs the Debian packages of the commands named as "command:package".
@@ -99,10 +107,35 @@ wait_http_ok() {
     die "$name on $HOST:$port$path did not answer 200 within 30s (last status: ${status:-none}); see $TMP"
 }
 
-# === the upstream: one nginx worker, one server block per "name:port[:flaky]" ===
+# === nginx ===
+
+# The head of an nginx config living in folder $1: one worker, $2 worker
+# connections, no access log, keep-alive of $3, temp paths inside the folder.
+# The `http {` block stays open for the caller's servers.
+nginx_head() {
+    local dir=$1 connections=$2 keepalive=$3
+    cat <<EOF
+worker_processes 1;
+worker_rlimit_nofile 20000;
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections $connections; }
+http {
+    access_log off;
+    keepalive_timeout $keepalive;
+    keepalive_requests 1000000;
+    client_body_temp_path $dir/body;
+    proxy_temp_path $dir/proxy;
+    fastcgi_temp_path $dir/fastcgi;
+    uwsgi_temp_path $dir/uwsgi;
+    scgi_temp_path $dir/scgi;
+EOF
+}
+
+# The upstream: one nginx worker, one server block per "name:port[:flaky]".
 # Each answers 200 "NAME\n" with `x-upstream: NAME`; a flaky one answers 500
 # (still from the upstream, with the header) while $FLAG_DIR/NAME.fail exists.
-
 start_nginx_upstreams() {
     local dir=$TMP/upstream pair name port rest
     mkdir -p "$dir"
@@ -112,23 +145,7 @@ start_nginx_upstreams() {
     chmod 711 "$TMP"
     chmod 755 "$FLAG_DIR"
     {
-        cat <<EOF
-worker_processes 1;
-worker_rlimit_nofile 20000;
-daemon off;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-events { worker_connections 16384; }
-http {
-    access_log off;
-    keepalive_timeout 300s;
-    keepalive_requests 1000000;
-    client_body_temp_path $dir/body;
-    proxy_temp_path $dir/proxy;
-    fastcgi_temp_path $dir/fastcgi;
-    uwsgi_temp_path $dir/uwsgi;
-    scgi_temp_path $dir/scgi;
-EOF
+        nginx_head "$dir" 16384 300s
         for pair in "$@"; do
             name=${pair%%:*}
             rest=${pair#*:}
@@ -164,6 +181,18 @@ build_sluice() {
         SLUICE_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/sluice"
     fi
     [[ -x "$SLUICE_BIN" ]] || die "no sluice binary at $SLUICE_BIN"
+}
+
+# The head of a sluice config: proxy on $HOST:$1, admin on $HOST:$2, the
+# embedded store at $3. The caller appends `proxy:`, `services:` and the rest.
+sluice_config_head() {
+    cat <<EOF
+listeners:
+  - address: $HOST:$1
+admin:
+  address: $HOST:$2
+store: $3
+EOF
 }
 
 # === sampling ===
