@@ -402,12 +402,15 @@ async fn undo_after_a_promotion_serves_the_previous_revision_again() {
     let said = String::from_utf8_lossy(&output.stdout).to_string();
     assert!(said.contains("undo to revision 1"), "{said}");
     let served_before = v1.served.load(Ordering::Relaxed);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    eventually(Duration::from_secs(10), "v1 to serve the load", || {
+        let served = v1.served.load(Ordering::Relaxed);
+        std::future::ready((served > served_before).then_some(()))
+    })
+    .await;
     stop.store(true, Ordering::Relaxed);
     for task in tasks {
         task.await.unwrap();
     }
-    assert!(v1.served.load(Ordering::Relaxed) > served_before);
     assert_eq!(
         counts.failed.load(Ordering::Relaxed),
         0,

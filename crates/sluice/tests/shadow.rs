@@ -110,7 +110,7 @@ async fn a_canary_that_sleeps_two_seconds_never_slows_the_client() {
     promtool_check_metrics(&text);
 
     // Once the canary answers, the pairs mismatch on latency (2 s against ~0).
-    let text = eventually(Duration::from_secs(10), "the mirrors to finish", || async {
+    let text = eventually(Duration::from_secs(30), "the mirrors to finish", || async {
         let text = try_metrics(&client, sluice.admin).await?;
         (sample(&text, &mirror_series("in_flight", "")) == Some(0.0)).then_some(text)
     })
