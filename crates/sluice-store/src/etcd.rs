@@ -21,6 +21,7 @@
 
 pub(crate) mod gateway;
 pub(crate) mod security;
+pub(crate) mod watch;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

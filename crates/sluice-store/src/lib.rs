@@ -28,6 +28,7 @@ use sluice_rollout::{Decision, ServiceState};
 pub use error::StoreError;
 pub use etcd::gateway::{b64, unb64, Gateway, GatewayError};
 pub use etcd::security::{Security, SecurityError};
+pub use etcd::watch::{spawn_watch, Wake, WatchHandle};
 pub use etcd::{range_end, EtcdStore};
 pub use file::FileStore;
 pub use memory::MemoryStore;

@@ -257,3 +257,55 @@ fn raw_request(address: &str, request: &str) {
     let answer = String::from_utf8_lossy(&answer[..read]);
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
+
+/// Watches `prefix` with `store`'s TLS and user; Err if no change under it
+/// wakes the watch within a generous bound.
+fn a_write_wakes_a_watch(etcd: &Etcd, store: &EtcdStore, prefix: &str) -> Result<(), String> {
+    use sluice_store::{spawn_watch, Wake};
+    let gateway = Gateway::with_security(
+        vec![etcd.client.clone()],
+        Duration::from_secs(2),
+        store.security(),
+    );
+    let (sender, wakes) = std::sync::mpsc::channel();
+    let handle = spawn_watch(gateway, vec![format!("{prefix}rev/")], move |wake| {
+        let _ = sender.send(wake);
+    })
+    .expect("watch thread");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !handle.is_up() {
+        if Instant::now() > deadline {
+            return Err(format!("no watch: {:?}", handle.last_error()));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    store
+        .commit(&suite::service_state("watched", 1, None), 0, &[])
+        .map_err(|e| e.to_string())?;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match wakes.recv_timeout(left) {
+            Ok(Wake::Changed(0)) => return Ok(()),
+            Ok(_) => {}
+            Err(e) => return Err(format!("not woken: {e}")),
+        }
+    }
+}
+
+#[test]
+fn the_watch_works_over_tls_and_with_a_user() {
+    let tls = Etcd::start_tls();
+    let options = tls_options("ca.pem");
+    let store = open_eventually(&format!("etcds://{}/tls-watch?{options}", tls.client));
+    a_write_wakes_a_watch(&tls, &store, "/tls-watch/").expect("a watch over TLS");
+
+    let etcd = Etcd::start();
+    enable_auth(&etcd);
+    std::env::set_var("SLUICE_TEST_ETCD_WATCH_PASSWORD", "right-pw");
+    let store = open(&format!(
+        "etcd://{}/sluice-auth/watch?user=sluice&password_env=SLUICE_TEST_ETCD_WATCH_PASSWORD",
+        etcd.client
+    ))
+    .expect("the right password");
+    a_write_wakes_a_watch(&etcd, &store, "/sluice-auth/watch/").expect("a watch with a user");
+}

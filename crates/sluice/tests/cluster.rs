@@ -1,7 +1,8 @@
 //! Cluster mode end to end: a real etcd and real sluice nodes on loopback,
 //! load spread over every node. One leader decides; followers route by the
 //! stored state and refuse changes with the leader's name; kill -9 of the
-//! leader hands over at the same step; etcd down keeps the last routing; a
+//! leader hands over at the same step; etcd down keeps the last routing (and
+//! the nodes' etcd watch comes back with it); a
 //! breaker policy replaced through one node is served by every node.
 
 mod common;
@@ -386,6 +387,21 @@ async fn kill_9_of_the_leader_hands_over_at_the_same_step() {
     follower.sluice.kill9();
 }
 
+/// How many registered nodes say etcd's watch wakes them, as `node` lists them.
+async fn watching(client: &HttpClient, node: &Node) -> usize {
+    let (status, _, body) = get(client, node.sluice.admin, "/api/v1/cluster", &[]).await;
+    if status != 200 {
+        return 0;
+    }
+    let cluster: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    cluster["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|n| n["watching"].as_bool() == Some(true))
+        .count()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_etcd_down_nodes_keep_routing_and_decide_nothing() {
     let mut etcd = Etcd::start();
@@ -405,6 +421,12 @@ async fn with_etcd_down_nodes_keep_routing_and_decide_nothing() {
             >= 1)
             .then_some(())
     })
+    .await;
+    eventually(
+        Duration::from_secs(20),
+        "both nodes woken by etcd's watch",
+        || async { (watching(&client, &a).await == 2).then_some(()) },
+    )
     .await;
 
     etcd.stop();
@@ -444,6 +466,12 @@ async fn with_etcd_down_nodes_keep_routing_and_decide_nothing() {
     )
     .await;
     let leader = [&a, &b][elected(&client, &[&a, &b]).await];
+    eventually(
+        Duration::from_secs(20),
+        "both nodes watching etcd again",
+        || async { (watching(&client, &a).await == 2).then_some(()) },
+    )
+    .await;
     let frozen_steps = frozen["steps_taken"].as_u64().unwrap();
     eventually(
         Duration::from_secs(30),

@@ -188,12 +188,15 @@ async fn nodes_lead_and_follow_over_tls_as_an_etcd_user() {
     // Both nodes registered (leased puts), one leads (a leased campaign).
     let cluster = eventually(
         Duration::from_secs(20),
-        "both nodes registered and one leader",
+        "both nodes registered, watching etcd, and one leader",
         || async {
             let (status, _, body) = get(&client, b.admin, "/api/v1/cluster", &[]).await;
             let cluster: Value = serde_json::from_str(&body).ok()?;
-            let nodes = cluster["nodes"].as_array()?.len();
-            (status == 200 && nodes == 2 && cluster["leader"].is_string()).then_some(cluster)
+            let nodes = cluster["nodes"].as_array()?;
+            // Each node's etcd watch runs over TLS as the user too.
+            let watching = nodes.iter().all(|n| n["watching"] == true);
+            (status == 200 && nodes.len() == 2 && watching && cluster["leader"].is_string())
+                .then_some(cluster)
         },
     )
     .await;

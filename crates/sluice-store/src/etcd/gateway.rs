@@ -57,7 +57,7 @@ pub enum GatewayError {
 }
 
 /// Plain TCP, or TLS over it.
-enum Stream {
+pub(super) enum Stream {
     Plain(TcpStream),
     Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
 }
@@ -87,24 +87,24 @@ impl Write for Stream {
     }
 }
 
-struct Connection {
-    endpoint: usize,
-    reader: BufReader<Stream>,
+pub(super) struct Connection {
+    pub(super) endpoint: usize,
+    pub(super) reader: BufReader<Stream>,
 }
 
 /// The live connection and the user's token, changed under one lock.
 #[derive(Default)]
-struct Session {
+pub(super) struct Session {
     connection: Option<Connection>,
-    token: Option<String>,
+    pub(super) token: Option<String>,
 }
 
 /// The gateway client: a list of `host:port` endpoints and one live connection.
 pub struct Gateway {
     endpoints: Vec<String>,
     timeout: Duration,
-    security: Security,
-    session: Mutex<Session>,
+    pub(super) security: Security,
+    pub(super) session: Mutex<Session>,
 }
 
 impl Gateway {
@@ -167,7 +167,7 @@ impl Gateway {
     }
 
     /// Gets a token for the user; a refusal names the user, never the password.
-    fn authenticate(
+    pub(super) fn authenticate(
         &self,
         session: &mut MutexGuard<'_, Session>,
         credentials: &super::security::Credentials,
@@ -273,7 +273,7 @@ impl Gateway {
         }
     }
 
-    fn connect(&self, index: usize) -> io::Result<Connection> {
+    pub(super) fn connect(&self, index: usize) -> io::Result<Connection> {
         let endpoint = &self.endpoints[index];
         let address = endpoint
             .to_socket_addrs()?
@@ -361,7 +361,7 @@ fn refused_client_certificate(error: io::Error, without_certificate: bool) -> io
     io::Error::new(error.kind(), format!("{text} ({hint})"))
 }
 
-fn write_request(
+pub(super) fn write_request(
     connection: &mut Connection,
     host: &str,
     path: &str,
@@ -381,35 +381,8 @@ fn write_request(
 
 /// Reads one response: its status and body (Content-Length or chunked).
 fn read_response(reader: &mut BufReader<Stream>) -> io::Result<(u16, String)> {
+    let (status, length, chunked) = read_head(reader)?;
     let mut line = String::new();
-    if reader.read_line(&mut line)? == 0 {
-        return Err(io::ErrorKind::UnexpectedEof.into());
-    }
-    let status = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| invalid(format!("bad status line {line:?}")))?;
-    let mut length = None;
-    let mut chunked = false;
-    loop {
-        line.clear();
-        if reader.read_line(&mut line)? == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        let header = line.trim_end();
-        if header.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = header.split_once(':') {
-            let value = value.trim();
-            if name.eq_ignore_ascii_case("content-length") {
-                length = Some(value.parse::<usize>().map_err(|_| invalid("bad length"))?);
-            } else if name.eq_ignore_ascii_case("transfer-encoding") {
-                chunked = value.eq_ignore_ascii_case("chunked");
-            }
-        }
-    }
     let mut body = Vec::new();
     if chunked {
         loop {
@@ -441,6 +414,41 @@ fn read_response(reader: &mut BufReader<Stream>) -> io::Result<(u16, String)> {
     String::from_utf8(body)
         .map(|text| (status, text))
         .map_err(|_| invalid("body is not UTF-8"))
+}
+
+/// Reads a response's status line and headers: the status, the
+/// Content-Length if any, and whether the body is chunked.
+pub(super) fn read_head(reader: &mut BufReader<Stream>) -> io::Result<(u16, Option<usize>, bool)> {
+    let mut line = String::new();
+    if reader.read_line(&mut line)? == 0 {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    let status = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| invalid(format!("bad status line {line:?}")))?;
+    let mut length = None;
+    let mut chunked = false;
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        let header = line.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':') {
+            let value = value.trim();
+            if name.eq_ignore_ascii_case("content-length") {
+                length = Some(value.parse::<usize>().map_err(|_| invalid("bad length"))?);
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                chunked = value.eq_ignore_ascii_case("chunked");
+            }
+        }
+    }
+    Ok((status, length, chunked))
 }
 
 fn invalid(message: impl Into<String>) -> io::Error {

@@ -18,6 +18,8 @@ pub struct Etcd {
     /// `127.0.0.1:PORT` of its client URL.
     pub client: String,
     dir: tempfile::TempDir,
+    /// Its command line, to start it again.
+    args: Vec<String>,
 }
 
 pub fn free_port() -> u16 {
@@ -66,30 +68,50 @@ impl Etcd {
         let (client, peer) = (free_port(), free_port());
         let client_url = format!("{scheme}://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");
-        let child = Command::new("etcd")
-            .args(["--name", "test", "--data-dir"])
-            .arg(dir.path().join("data"))
-            .args(["--listen-client-urls", &client_url])
-            .args(["--advertise-client-urls", &client_url])
-            .args(["--listen-peer-urls", &peer_url])
-            .args(["--initial-advertise-peer-urls", &peer_url])
-            .args(["--initial-cluster", &format!("test={peer_url}")])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(log_file(dir.path()))
-            .spawn()
-            .expect("etcd (Debian's etcd-server package; scripts/test.sh installs it)");
+        let mut args: Vec<String> = vec!["--name".into(), "test".into(), "--data-dir".into()];
+        args.push(dir.path().join("data").display().to_string());
+        for (flag, value) in [
+            ("--listen-client-urls", &client_url),
+            ("--advertise-client-urls", &client_url),
+            ("--listen-peer-urls", &peer_url),
+            ("--initial-advertise-peer-urls", &peer_url),
+            ("--initial-cluster", &format!("test={peer_url}")),
+        ] {
+            args.push(flag.into());
+            args.push(value.clone());
+        }
+        args.extend(extra.iter().cloned());
+        let child = spawn(&args, dir.path());
         let etcd = Etcd {
             child,
             client: format!("127.0.0.1:{client}"),
             dir,
+            args,
         };
+        etcd.wait_listening();
+        etcd
+    }
+
+    /// Kills the member (as a crash would) and starts it again on the same
+    /// ports and data.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.child = spawn(&self.args, self.dir.path());
+        self.wait_listening();
+    }
+
+    /// Kills the member; `restart` brings it back.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn wait_listening(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(&etcd.client).is_err() {
+        while TcpStream::connect(&self.client).is_err() {
             assert!(Instant::now() < deadline, "etcd did not listen within 20s");
             std::thread::sleep(Duration::from_millis(50));
         }
-        etcd
     }
 
     /// A store under `prefix` over plain HTTP.
@@ -116,6 +138,15 @@ impl Etcd {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("etcd.log")).unwrap_or_default()
     }
+}
+
+fn spawn(args: &[String], dir: &Path) -> Child {
+    Command::new("etcd")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(log_file(dir))
+        .spawn()
+        .expect("etcd (Debian's etcd-server package; scripts/test.sh installs it)")
 }
 
 fn log_file(dir: &Path) -> Stdio {

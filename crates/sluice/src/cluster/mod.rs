@@ -1,6 +1,8 @@
 //! Cluster mode: several `sluice run` nodes share one state in etcd. Every
-//! node proxies and follows the stored state (polled every
-//! [`FOLLOW_INTERVAL`]; flags and breaker policies every
+//! node proxies and follows the stored state, flags and breaker policies:
+//! read again when etcd's watch says they changed (and every
+//! [`wakeup::SAFETY_POLL`]), or, while the watch is down, polled every
+//! [`FOLLOW_INTERVAL`] (flags and breaker policies every
 //! [`COUNTERS_INTERVAL`]); one node, the holder of the leased key
 //! `PREFIX/leader`, decides. Each node registers itself under the leased key
 //! `PREFIX/nodes/NODE` so `GET /api/v1/cluster` can list the fleet.
@@ -15,6 +17,7 @@ mod fleet;
 mod leadership;
 #[cfg(test)]
 mod tests;
+mod wakeup;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,9 +32,10 @@ use tokio::sync::watch;
 use crate::controller::Controller;
 pub use fleet::FleetCounters;
 pub use leadership::Leadership;
+use wakeup::{Followed, Wakeups};
 
-/// How often every node reads the stored state (a change reaches every
-/// node's proxy within this plus one read).
+/// How often every node reads the stored state while etcd's watch is down
+/// (a change then reaches every node's proxy within this plus one read).
 pub const FOLLOW_INTERVAL: Duration = Duration::from_millis(300);
 
 /// How often every node publishes its counters and the leader sums them.
@@ -58,6 +62,8 @@ pub struct Node {
     fleet: Arc<FleetCounters>,
     /// The lease id, for the counter keys.
     lease_id: Mutex<Option<String>>,
+    /// Whether etcd's watch wakes this node now (else it polls).
+    watching: AtomicBool,
 }
 
 /// The lease this node holds, if any.
@@ -109,6 +115,7 @@ impl Node {
             revisions: Mutex::new(BTreeMap::new()),
             fleet,
             lease_id: Mutex::new(None),
+            watching: AtomicBool::new(false),
         }
     }
 
@@ -125,16 +132,30 @@ impl Node {
         let mut lease: Option<Lease> = None;
         let mut last_election = Instant::now() - self.lease_ttl;
         let mut last_counters = Instant::now();
+        let watch_gateway = Gateway::with_security(
+            self.gateway.endpoints().to_vec(),
+            Duration::from_secs(2),
+            self.gateway.security(),
+        );
+        let mut wakeups = Wakeups::watch(watch_gateway, &self.prefix);
         loop {
-            self.follow(&controller).await;
+            let now = Instant::now();
+            self.watching.store(wakeups.watching(), Ordering::Relaxed);
+            if wakeups.due(Followed::States, FOLLOW_INTERVAL, now) {
+                self.follow(&controller).await;
+            }
             if last_counters.elapsed() >= COUNTERS_INTERVAL {
                 last_counters = Instant::now();
                 self.exchange_counters(&controller).await;
-                // Flags written through another node's API (or its release plans).
+            }
+            // Flags written through another node's API (or its release plans).
+            if wakeups.due(Followed::Flags, COUNTERS_INTERVAL, now) {
                 if let Err(e) = controller.flags().sync_from_store().await {
                     tracing::warn!(node = %self.name, "cluster: cannot serve the stored flags: {e}");
                 }
-                // Breaker policies replaced through another node's API.
+            }
+            // Breaker policies replaced through another node's API.
+            if wakeups.due(Followed::BreakerPolicies, COUNTERS_INTERVAL, now) {
                 let breakers = controller.metrics().breakers();
                 let config = controller.config();
                 let synced = crate::breaker_store::sync_from_store(
@@ -155,8 +176,10 @@ impl Node {
             } else if lease.is_none() && !self.leadership.deciding() {
                 self.leadership.set_leader(false);
             }
+            // The election and the counters keep this pace; reads wait for
+            // a change unless the watch is down.
             tokio::select! {
-                _ = tokio::time::sleep(FOLLOW_INTERVAL) => {}
+                _ = wakeups.changed(FOLLOW_INTERVAL) => {}
                 _ = stop.changed() => break,
             }
         }
@@ -400,6 +423,7 @@ impl Node {
             "admin": self.admin,
             "leader": leading,
             "config_digest": self.config_digest,
+            "watching": self.watching.load(Ordering::Relaxed),
             "revisions": *self.revisions.lock().unwrap_or_else(|e| e.into_inner()),
         })
         .to_string();
