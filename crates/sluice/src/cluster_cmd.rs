@@ -37,12 +37,13 @@ pub async fn run(command: ClusterCommand, remote: Remote) -> anyhow::Result<Exit
 
 fn status_table(status: &Value) -> String {
     let mut out = format!(
-        "leader: {}\n{:<24} {:<22} {:<7} {:<17} {:>4}  REVISIONS\n",
+        "leader: {}\n{:<24} {:<22} {:<7} {:<17} {:<8} {:>4}  REVISIONS\n",
         status["leader"].as_str().unwrap_or("(none)"),
         "NODE",
         "ADMIN",
         "LEADER",
         "CONFIG",
+        "FOLLOWS",
         "LAG"
     );
     for node in status["nodes"].as_array().into_iter().flatten() {
@@ -57,7 +58,7 @@ fn status_table(status: &Value) -> String {
             .unwrap_or_default();
         let _ = writeln!(
             out,
-            "{:<24} {:<22} {:<7} {:<17} {:>4}  {}",
+            "{:<24} {:<22} {:<7} {:<17} {:<8} {:>4}  {}",
             node["node"].as_str().unwrap_or(""),
             node["admin"].as_str().unwrap_or(""),
             if node["leader"].as_bool() == Some(true) {
@@ -66,6 +67,12 @@ fn status_table(status: &Value) -> String {
                 "no"
             },
             node["config_digest"].as_str().unwrap_or(""),
+            // A node watching etcd sees a change at once; one polling, within a second.
+            if node["watching"].as_bool() == Some(true) {
+                "watch"
+            } else {
+                "poll"
+            },
             node["lag"].as_u64().unwrap_or(0),
             revisions
         );
@@ -82,13 +89,19 @@ mod tests {
         let status = serde_json::json!({
             "leader": "a",
             "nodes": [
-                { "node": "a", "admin": "10.0.0.1:9090", "leader": true, "config_digest": "00ff", "lag": 0, "revisions": { "web": 7 } },
+                { "node": "a", "admin": "10.0.0.1:9090", "leader": true, "config_digest": "00ff", "watching": true, "lag": 0, "revisions": { "web": 7 } },
                 { "node": "b", "admin": "10.0.0.2:9090", "leader": false, "config_digest": "00ff", "lag": 1, "revisions": { "web": 6 } },
             ],
         });
         let table = status_table(&status);
         assert!(table.starts_with("leader: a\n"), "{table}");
         assert!(table.contains("yes") && table.contains("web=6"), "{table}");
+        let follows: Vec<_> = table
+            .lines()
+            .skip(2)
+            .map(|line| line.split_whitespace().nth(4))
+            .collect();
+        assert_eq!(follows, [Some("watch"), Some("poll")], "{table}");
         assert_eq!(table.lines().count(), 4, "{table}");
     }
 }
