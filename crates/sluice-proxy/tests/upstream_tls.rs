@@ -5,11 +5,11 @@
 //! version's upstream failures; bad `upstream_tls` files refused by field.
 
 mod common;
+mod tls_support;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -18,49 +18,18 @@ use http::{Response, StatusCode};
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use sluice_model::Config;
 use sluice_proxy::{check_upstream_tls, Slot};
 use tokio::net::TcpListener;
-use tokio_rustls::rustls::crypto::ring;
-use tokio_rustls::rustls::server::WebPkiClientVerifier;
-use tokio_rustls::rustls::{RootCertStore, ServerConfig};
-use tokio_rustls::TlsAcceptor;
 
 use common::{client, get, start_proxy};
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
+use tls_support::{fixture, mtls_acceptor};
 
 /// An HTTPS upstream (certificate for `localhost` and 127.0.0.1, signed by
 /// the test CA) that requires a client certificate signed by the same CA.
 /// Its body names the SNI it was asked for; it counts its TLS sessions.
 async fn mtls_upstream() -> (SocketAddr, Arc<AtomicUsize>) {
-    let provider = Arc::new(ring::default_provider());
-    let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(fixture("upstream-ca.crt")).unwrap() {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .build()
-        .unwrap();
-    let chain = CertificateDer::pem_file_iter(fixture("upstream.crt"))
-        .unwrap()
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    let key = PrivateKeyDer::from_pem_file(fixture("upstream.key")).unwrap();
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(chain, key)
-        .unwrap();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let acceptor = TlsAcceptor::from(Arc::new(config));
+    let acceptor = mtls_acceptor();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let sessions = Arc::new(AtomicUsize::new(0));

@@ -75,3 +75,34 @@ pub async fn connect(addr: SocketAddr, alpn: &[&[u8]]) -> TlsStream<TcpStream> {
 pub fn presented(tls: &TlsStream<TcpStream>) -> Vec<u8> {
     tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
 }
+
+/// A TLS acceptor for an HTTPS upstream (fixture `upstream`, for `localhost`
+/// and 127.0.0.1, signed by the test CA `upstream-ca`) that requires a client
+/// certificate signed by the same CA; ALPN `http/1.1`.
+pub fn mtls_acceptor() -> tokio_rustls::TlsAcceptor {
+    use rustls::crypto::ring;
+    use rustls::server::WebPkiClientVerifier;
+    use rustls_pki_types::PrivateKeyDer;
+
+    let provider = Arc::new(ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(fixture("upstream-ca.crt")).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .unwrap();
+    let chain = CertificateDer::pem_file_iter(fixture("upstream.crt"))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(fixture("upstream.key")).unwrap();
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .unwrap();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
