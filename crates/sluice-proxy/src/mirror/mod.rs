@@ -126,32 +126,27 @@ impl MirrorRoute {
         canary: &VersionRoute,
         upstreams: &Upstreams,
     ) -> (RequestBody, Option<StableSide>) {
-        if self.percent_bp < 10_000 && rng::below(10_000) >= self.percent_bp {
-            return (
+        // The request goes to stable alone, its body within the request limit.
+        let unmirrored = |body| {
+            (
                 RequestBody::client(body, upstreams.max_request_body_bytes),
                 None,
-            );
+            )
+        };
+        if self.percent_bp < 10_000 && rng::below(10_000) >= self.percent_bp {
+            return unmirrored(body);
         }
         let size = body.size_hint();
         if size.lower() > self.max_body_bytes as u64 {
             self.counters.drop_one(Dropped::BodySize);
-            return (
-                RequestBody::client(body, upstreams.max_request_body_bytes),
-                None,
-            );
+            return unmirrored(body);
         }
         let Some(slot) = self.counters.enter(self.max_in_flight) else {
-            return (
-                RequestBody::client(body, upstreams.max_request_body_bytes),
-                None,
-            );
+            return unmirrored(body);
         };
         let Some(endpoint) = canary.pool.pick().cloned() else {
             self.counters.drop_one(Dropped::Error);
-            return (
-                RequestBody::client(body, upstreams.max_request_body_bytes),
-                None,
-            );
+            return unmirrored(body);
         };
         let (body, mirror_body) = if body.is_end_stream() {
             (
